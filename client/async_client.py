@@ -1,0 +1,308 @@
+"""AsyncClient: the one implementation of the client side of the protocol (anyio)."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+import anyio
+import msgspec
+import zmq
+import zmq.asyncio
+from anyio.abc import TaskGroup
+
+from agentplex.client import protocol as p
+from agentplex.client.errors import (
+    AgentplexError,
+    DaemonNotRunning,
+    RequestTimeout,
+    error_from_code,
+)
+from agentplex.client.paths import RuntimePaths, default_runtime_dir
+from agentplex.client.transcripts import read_chunks
+
+R = TypeVar("R", bound=p.Reply)
+
+DEFAULT_TIMEOUT = 10.0
+SYNC_RETRY = 0.05
+
+
+class AsyncClient:
+    """Talks to one daemon. Use as ``async with AsyncClient() as client: ...``.
+
+    Requests may run concurrently; each waits for the reply with its own id and raises
+    the named exception for an error reply. ``timeout`` is the default per request.
+    """
+
+    def __init__(
+        self, runtime_dir: Path | str | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.paths = RuntimePaths(Path(runtime_dir) if runtime_dir else default_runtime_dir())
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, _Waiter] = {}
+        self._ctx: zmq.asyncio.Context | None = None
+        self._dealer: zmq.asyncio.Socket | None = None
+        self._tg: TaskGroup | None = None
+
+    async def __aenter__(self) -> AsyncClient:
+        check_daemon_running(self.paths)
+        self._ctx = zmq.asyncio.Context()
+        self._dealer = self._ctx.socket(zmq.DEALER)
+        self._dealer.setsockopt(zmq.LINGER, 0)
+        self._dealer.connect(self.paths.control_endpoint)
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._receive_replies)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._tg is not None and self._ctx is not None and self._dealer is not None
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(et, e, tb)
+        self._dealer.close()
+        self._ctx.term()
+
+    # ------------------------------------------------------------------ requests
+
+    async def start(
+        self,
+        backend: str,
+        prompt: str | None = None,
+        *,
+        persona: str | None = None,
+        tag: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        argv: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> p.SessionInfo:
+        """Start a session; returns its info (status ``running`` once its process runs)."""
+        request = p.Start(
+            backend=backend,
+            prompt=prompt,
+            persona=persona,
+            tag=tag,
+            cwd=os.fspath(cwd) if cwd is not None else None,
+            env=dict(env or {}),
+            argv=list(argv),
+        )
+        return (await self.request(request, p.Started, timeout)).session
+
+    async def send(
+        self, message: str, session: str | None = None, *, timeout: float | None = None
+    ) -> p.Sent:
+        """Send a message to a session (None: the active one)."""
+        return await self.request(p.Send(message=message, session=session), p.Sent, timeout)
+
+    async def interrupt(self, session: str | None = None, *, timeout: float | None = None) -> str:
+        """Interrupt a session's running turn; returns the session id."""
+        reply = await self.request(p.Interrupt(session=session), p.Interrupted, timeout)
+        return reply.session_id
+
+    async def terminate(
+        self,
+        session: str | None = None,
+        *,
+        grace: float | None = None,
+        timeout: float | None = None,
+    ) -> p.Terminated:
+        """End a session and its whole process tree; returns once nothing of it runs."""
+        wait = timeout if timeout is not None else self.timeout + (grace or 0) + 10
+        return await self.request(p.Terminate(session=session, grace=grace), p.Terminated, wait)
+
+    async def list(self, *, timeout: float | None = None) -> p.Sessions:
+        """Every session the daemon knows, and the active one."""
+        return await self.request(p.ListSessions(), p.Sessions, timeout)
+
+    async def inspect(
+        self, session: str | None = None, *, timeout: float | None = None
+    ) -> p.SessionInfo:
+        """One session's info (an id or unique prefix; None: the active session)."""
+        return (await self.request(p.Inspect(session=session), p.Described, timeout)).session
+
+    async def follow(self, session: str, from_seq: int = 1) -> AsyncIterator[p.Chunk]:
+        """Every chunk of a session from ``from_seq`` on, exactly once and in seq order,
+        live until the session ends.
+
+        Subscribes first, then reads the history, then merges: a chunk is written to the
+        transcript before it is published, so any gap in what arrives live (a late start,
+        a dropped message) is filled from the transcript.
+        """
+        info = await self.inspect(session)
+        topics = (p.chunk_topic(info.id), f"session.terminated.{info.id}")
+        async with self.subscribe(*topics) as events:
+            info = await self.inspect(info.id)
+            last = from_seq - 1
+            for chunk in read_chunks(info.transcript, last):
+                yield chunk
+                last = chunk.seq
+            if info.status.ended:
+                return
+            async for event in events:
+                if isinstance(event, p.SessionTerminated):
+                    for chunk in read_chunks(info.transcript, last):
+                        yield chunk
+                    return
+                if not isinstance(event, p.Chunk) or event.seq <= last:
+                    continue
+                for chunk in read_chunks(info.transcript, last):
+                    if chunk.seq >= event.seq:
+                        break
+                    yield chunk
+                yield event
+                last = event.seq
+
+    async def switch(self, session: str, *, timeout: float | None = None) -> str:
+        """Make a session the active one; returns its full id."""
+        return (await self.request(p.Switch(session=session), p.Switched, timeout)).session_id
+
+    async def backends(self, *, timeout: float | None = None) -> list[p.BackendInfo]:
+        """Every backend plugin, whether its CLI was found, and its version."""
+        return (await self.request(p.ListBackends(), p.Backends, timeout)).backends
+
+    async def ping(self, *, timeout: float | None = None) -> p.DaemonInfo:
+        """Who the daemon is."""
+        return (await self.request(p.Ping(), p.Pong, timeout)).daemon
+
+    async def request(self, request: p.Request, expect: type[R], timeout: float | None) -> R:
+        """Send any request and return its reply, raising the error an error reply names."""
+        assert self._dealer is not None, "use the client inside 'async with'"
+        request_id = next(self._ids)
+        waiter = _Waiter()
+        self._waiting[request_id] = waiter
+        try:
+            await self._dealer.send(p.encode(msgspec.structs.replace(request, id=request_id)))
+            limit = self.timeout if timeout is None else timeout
+            with anyio.fail_after(limit):
+                await waiter.event.wait()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the daemon did not answer a {type(request).__name__.lower()} request "
+                f"within {limit:g} s"
+            ) from None
+        finally:
+            self._waiting.pop(request_id, None)
+        reply = waiter.reply
+        if isinstance(reply, p.Error):
+            raise error_from_code(reply.code, reply.message)
+        if not isinstance(reply, expect):
+            raise AgentplexError(f"unexpected reply {type(reply).__name__} to {request!r}")
+        return reply
+
+    async def _receive_replies(self) -> None:
+        assert self._dealer is not None
+        while True:
+            frame = await self._dealer.recv()
+            reply = p.reply_decoder.decode(frame)
+            waiter = self._waiting.get(reply.id)
+            if waiter is not None:
+                waiter.reply = reply
+                waiter.event.set()
+
+    # ------------------------------------------------------------------ events
+
+    @asynccontextmanager
+    async def subscribe(self, *prefixes: str | bytes) -> AsyncIterator[Subscription]:
+        """A live subscription to events whose topic starts with one of ``prefixes``.
+
+        Entered only once the subscription is live (ZeroMQ subscriptions take effect
+        asynchronously), so no event published after entry is missed unless the
+        subscriber falls behind the daemon's high-water mark. No prefix: every event.
+        """
+        assert self._ctx is not None, "use the client inside 'async with'"
+        sub = self._ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        token = secrets.token_hex(8)
+        sync_topic = p.topic_of(p.SyncMark(token=token))
+        for prefix in prefixes or (b"",):
+            sub.setsockopt(zmq.SUBSCRIBE, prefix.encode() if isinstance(prefix, str) else prefix)
+        sub.setsockopt(zmq.SUBSCRIBE, sync_topic)
+        sub.connect(self.paths.events_endpoint)
+        try:
+            early = await self._wait_subscribed(sub, token)
+            yield Subscription(sub, early, sync_topic)
+        finally:
+            sub.close()
+
+    async def _wait_subscribed(self, sub: zmq.asyncio.Socket, token: str) -> list[p.Event]:
+        """Ask for sync marks until one arrives; return the events that came before it."""
+        early: list[p.Event] = []
+        with anyio.fail_after(self.timeout):
+            while True:
+                await self.request(p.Sync(token=token), p.Synced, None)
+                with anyio.move_on_after(SYNC_RETRY):
+                    while True:
+                        _topic, payload = await sub.recv_multipart()
+                        event = p.event_decoder.decode(payload)
+                        if isinstance(event, p.SyncMark) and event.token == token:
+                            return early
+                        if not isinstance(event, p.SyncMark):
+                            early.append(event)
+
+
+class Subscription:
+    """An async iterator over the events of one subscription."""
+
+    def __init__(self, sub: zmq.asyncio.Socket, early: list[p.Event], sync_topic: bytes) -> None:
+        self._sub = sub
+        self._early = collections.deque(early)
+        self._sync_topic = sync_topic
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> p.Event:
+        """The next event (waits as long as it takes)."""
+        if self._early:
+            return self._early.popleft()
+        while True:
+            topic, payload = await self._sub.recv_multipart()
+            if topic != self._sync_topic:
+                return p.event_decoder.decode(payload)
+
+    async def receive(self, timeout: float) -> p.Event | None:
+        """The next event, or None if none arrives within ``timeout`` seconds."""
+        with anyio.move_on_after(timeout):
+            return await self.__anext__()
+        return None
+
+
+class _Waiter:
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.reply: p.Reply | None = None
+
+
+def check_daemon_running(paths: RuntimePaths) -> None:
+    """Raise DaemonNotRunning, saying how to start one, if nothing serves ``paths``."""
+    hint = f"start one with: agentplex daemon --runtime-dir {paths.runtime_dir}"
+    if not paths.control.exists():
+        raise DaemonNotRunning(f"no agentplex daemon is running at {paths.runtime_dir}; {hint}")
+    try:
+        pid = int(paths.lock.read_text().strip() or 0)
+    except (OSError, ValueError):
+        pid = 0
+    if pid <= 0 or not _alive(pid):
+        raise DaemonNotRunning(
+            f"the agentplex daemon at {paths.runtime_dir} is gone (stale socket); {hint}"
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

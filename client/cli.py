@@ -1,0 +1,289 @@
+"""``agentplex``: the command line, built on the client library.
+
+Unix habits: quiet on success (``start`` prints only the new id), ``--json`` wherever
+the output is data, one line on stderr and a meaningful exit code on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from agentplex.client import protocol as p
+from agentplex.client.errors import EXIT_USAGE, AgentplexError
+from agentplex.client.render import ChunkPrinter, session_table
+from agentplex.client.sync_client import Client
+from agentplex.client.transcripts import read_records
+
+EXIT_INTERRUPTED = 130
+
+EPILOG = """\
+sessions are named by their UUID or any unique prefix of it; commands that take an
+optional ID act on the active session (the newest, or the one chosen with 'switch').
+
+environment: AGENTPLEX_RUNTIME_DIR (sockets, lock) and AGENTPLEX_STATE_DIR (transcripts)
+place a daemon; every command honours them, so isolated daemons can run side by side.
+
+exit codes: 0 ok, 2 bad input, 3 no such session, 4 session state forbids it,
+69 daemon not running, 70 internal error, 75 timeout, 130 interrupted by Ctrl-C.
+
+examples:
+  agentplex daemon &                          # run the daemon (foreground; systemd-friendly)
+  id=$(agentplex start --backend demo "hello")
+  agentplex attach $id                        # history, then live output
+  agentplex send -s ${id:0:6} "tell me more"
+  agentplex start --backend exec --tag build -- make -j2
+  agentplex events --json | jq .              # NDJSON for editor plugins
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentplex",
+        description="Run CLI coding agents side by side under one daemon and watch them.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--runtime-dir", help="daemon runtime dir (default: $AGENTPLEX_RUNTIME_DIR)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait per request")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_daemon(sub)
+    _add_demo(sub)
+    _add_start(sub)
+    _add_session_commands(sub)
+    _add_views(sub)
+    return parser
+
+
+def _add_daemon(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    d = sub.add_parser("daemon", help="run the daemon in the foreground")
+    d.add_argument("--state-dir", help="transcripts and state (default: $AGENTPLEX_STATE_DIR)")
+    d.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL (default 5)")
+    d.add_argument("--max-sessions", type=int, help="refuse to start more sessions than this")
+    d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    d.add_argument("--log-format", choices=["auto", "json", "console"])
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    d = sub.add_parser("demo", help="start a daemon (if none runs) and a demo session, offline")
+    d.add_argument("--state-dir", help="where the demo daemon keeps transcripts")
+    d.add_argument("--turns", type=int, default=3, help="how many turns to show (default 3)")
+
+
+def _add_start(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser(
+        "start",
+        help="start a session and print its id",
+        description="Start a session. For the exec backend give the command after --.",
+    )
+    s.add_argument("--backend", "-b", default="demo", help="backend id (see 'agentplex backends')")
+    s.add_argument("--persona", help="persona name")
+    s.add_argument("--tag", "-t", help="tag: groups transcripts under <state>/sessions/<tag>/")
+    s.add_argument("--cwd", default=os.getcwd(), help="working directory (default: here)")
+    s.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
+    s.add_argument("--attach", "-a", action="store_true", help="attach after starting")
+    s.add_argument("--json", action="store_true", help="print the session as JSON")
+    s.add_argument("prompt", nargs="?", help="first prompt (required for turn-based backends)")
+    s.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def _add_session_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser("send", help="send a message to a session")
+    s.add_argument("--session", "-s", help="session id or prefix (default: the active one)")
+    s.add_argument("message", help="the message")
+    for name, helptext in (
+        ("interrupt", "interrupt a session's running turn (SIGINT to its group)"),
+        ("switch", "make a session the active one"),
+    ):
+        c = sub.add_parser(name, help=helptext)
+        c.add_argument("session", nargs=None if name == "switch" else "?", help="session id or prefix")
+    k = sub.add_parser("kill", help="terminate a session and its whole process tree")
+    k.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
+    k.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL")
+    k.add_argument("--json", action="store_true")
+
+
+def _add_views(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ls = sub.add_parser("ls", help="list sessions")
+    ls.add_argument("--json", action="store_true")
+    a = sub.add_parser("attach", help="print a session's history, then its live output")
+    a.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
+    a.add_argument("--from", dest="from_seq", type=int, default=1, help="first seq to show")
+    a.add_argument("--json", action="store_true", help="NDJSON chunks")
+    e = sub.add_parser("events", help="print events as they happen")
+    e.add_argument("--session", "-s", help="only this session's chunks and lifecycle")
+    e.add_argument("--lifecycle", action="store_true", help="only session lifecycle events")
+    e.add_argument("--json", action="store_true", help="NDJSON, one event per line")
+    lg = sub.add_parser("logs", help="print a session's transcript path (--cat: its records)")
+    lg.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
+    lg.add_argument("--cat", action="store_true", help="print the transcript's records")
+    b = sub.add_parser("backends", help="list backends, whether their CLI was found, versions")
+    b.add_argument("--json", action="store_true")
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def cmd_start(client: Client, args: argparse.Namespace) -> int:
+    argv = list(args.argv)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    info = client.start(
+        args.backend,
+        args.prompt,
+        persona=args.persona,
+        tag=args.tag,
+        cwd=str(Path(args.cwd).absolute()),
+        env=parse_env(args.env),
+        argv=argv,
+    )
+    print(p.encode(info).decode() if args.json else info.id)
+    if args.attach:
+        return _attach(client, info.id, 1, as_json=args.json)
+    return 0
+
+
+def parse_env(pairs: Sequence[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise AgentplexError(f"--env expects KEY=VALUE, got {pair!r}")
+        env[key] = value
+    return env
+
+
+def cmd_send(client: Client, args: argparse.Namespace) -> int:
+    client.send(args.message, args.session)
+    return 0
+
+
+def cmd_interrupt(client: Client, args: argparse.Namespace) -> int:
+    client.interrupt(args.session)
+    return 0
+
+
+def cmd_kill(client: Client, args: argparse.Namespace) -> int:
+    reply = client.terminate(args.session, grace=args.grace)
+    if args.json:
+        print(p.encode(reply.session).decode())
+    return 0
+
+
+def cmd_switch(client: Client, args: argparse.Namespace) -> int:
+    client.switch(args.session)
+    return 0
+
+
+def cmd_ls(client: Client, args: argparse.Namespace) -> int:
+    reply = client.list()
+    if args.json:
+        print(p.encode(reply.sessions).decode())
+    elif reply.sessions:
+        print(session_table(reply.sessions, reply.active))
+    return 0
+
+
+def cmd_attach(client: Client, args: argparse.Namespace) -> int:
+    return _attach(client, args.session, args.from_seq, as_json=args.json)
+
+
+def _attach(client: Client, session: str | None, from_seq: int, *, as_json: bool) -> int:
+    info = client.inspect(session)
+    printer = ChunkPrinter(as_json=as_json)
+    try:
+        for chunk in client.follow(info.id, from_seq):
+            printer.print(chunk)
+    finally:
+        printer.close()
+    return 0
+
+
+def cmd_events(client: Client, args: argparse.Namespace) -> int:
+    prefixes: list[str] = []
+    if args.session:
+        sid = client.inspect(args.session).id
+        prefixes = [p.chunk_topic(sid).decode()] + [
+            f"session.{what}.{sid}" for what in ("created", "terminated", "status_changed")
+        ]
+    elif args.lifecycle:
+        prefixes = [p.SESSION_TOPIC.decode()]
+    with client.subscribe(*prefixes) as events:
+        for event in events:
+            line = p.encode(event).decode()
+            print(line if args.json else f"{type(event).__name__}: {line}", flush=True)
+    return 0
+
+
+def cmd_logs(client: Client, args: argparse.Namespace) -> int:
+    info = client.inspect(args.session)
+    if not args.cat:
+        print(info.transcript)
+        return 0
+    for record in read_records(info.transcript):
+        print(p.encode(record).decode())
+    return 0
+
+
+def cmd_backends(client: Client, args: argparse.Namespace) -> int:
+    backends = client.backends()
+    if args.json:
+        print(p.encode(backends).decode())
+        return 0
+    for b in backends:
+        state = "ok" if b.available else "missing"
+        where = b.executable or b.problem or ""
+        print(f"{b.id:<8} {b.mode:<10} {state:<8} {b.version or '-':<10} {where}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
+    "start": cmd_start,
+    "send": cmd_send,
+    "interrupt": cmd_interrupt,
+    "kill": cmd_kill,
+    "switch": cmd_switch,
+    "ls": cmd_ls,
+    "attach": cmd_attach,
+    "events": cmd_events,
+    "logs": cmd_logs,
+    "backends": cmd_backends,
+}
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run one CLI command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.runtime_dir:
+        os.environ["AGENTPLEX_RUNTIME_DIR"] = str(Path(args.runtime_dir).absolute())
+    if args.command in ("daemon", "demo"):
+        from agentplex.client import local
+
+        return local.run_daemon(args) if args.command == "daemon" else local.run_demo(args)
+    try:
+        with Client(timeout=args.timeout) as client:
+            return COMMANDS[args.command](client, args)
+    except AgentplexError as exc:
+        print(f"agentplex {args.command}: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        sys.exit(run())
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()
+
+__all__ = ["EXIT_USAGE", "main", "run"]

@@ -1,0 +1,197 @@
+"""Every agentplex error, its stable wire code and its CLI exit code, in one place.
+
+The daemon raises these; the control loop turns them into ``Error`` replies with
+``code``; the client turns the reply back into the same class; the CLI exits with
+``exit_code``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_CONFLICT = 4
+EXIT_SOFTWARE = 70
+EXIT_UNAVAILABLE = 69
+EXIT_TEMPFAIL = 75
+
+
+class AgentplexError(Exception):
+    """Base of all agentplex errors."""
+
+    code: ClassVar[str] = "internal"
+    exit_code: ClassVar[int] = EXIT_SOFTWARE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(AgentplexError):
+    """A control frame could not be decoded or a field has the wrong type."""
+
+    code = "bad_request"
+    exit_code = EXIT_USAGE
+
+
+class UnknownRequestType(AgentplexError):
+    """A control frame names a request type this daemon does not know."""
+
+    code = "unknown_type"
+    exit_code = EXIT_USAGE
+
+
+class UnsupportedVersion(AgentplexError):
+    """A request speaks a protocol version this daemon does not."""
+
+    code = "unsupported_version"
+    exit_code = EXIT_USAGE
+
+
+class FrameTooLarge(AgentplexError):
+    """A control frame is larger than the daemon accepts."""
+
+    code = "frame_too_large"
+    exit_code = EXIT_USAGE
+
+
+class UnknownBackend(AgentplexError):
+    """No backend plugin is registered under the requested id."""
+
+    code = "unknown_backend"
+    exit_code = EXIT_USAGE
+
+
+class BackendUnavailable(AgentplexError):
+    """The backend's CLI was not found where the daemon looked."""
+
+    code = "backend_unavailable"
+    exit_code = EXIT_UNAVAILABLE
+
+
+class UnknownSession(AgentplexError):
+    """No session matches the given id or prefix."""
+
+    code = "unknown_session"
+    exit_code = EXIT_NOT_FOUND
+
+
+class AmbiguousSession(AgentplexError):
+    """A session id prefix matches more than one session."""
+
+    code = "ambiguous_session"
+    exit_code = EXIT_USAGE
+
+
+class NoActiveSession(AgentplexError):
+    """A request named no session and there is no active one."""
+
+    code = "no_active_session"
+    exit_code = EXIT_NOT_FOUND
+
+
+class SessionEnded(AgentplexError):
+    """The session has ended and takes no more messages."""
+
+    code = "session_ended"
+    exit_code = EXIT_CONFLICT
+
+
+class QueueFull(AgentplexError):
+    """A send arrived while the session's message queue was full."""
+
+    code = "queue_full"
+    exit_code = EXIT_CONFLICT
+
+
+class TooManySessions(AgentplexError):
+    """Starting a session would exceed the configured maximum."""
+
+    code = "too_many_sessions"
+    exit_code = EXIT_CONFLICT
+
+
+class EmptyPrompt(AgentplexError):
+    """A prompt or message is empty where one is required."""
+
+    code = "empty_prompt"
+    exit_code = EXIT_USAGE
+
+
+class InvalidName(AgentplexError):
+    """A tag or persona name is not a safe, printable name of at most 128 characters."""
+
+    code = "invalid_name"
+    exit_code = EXIT_USAGE
+
+
+class InvalidArgument(AgentplexError):
+    """A request field has a value the daemon cannot use (bad env key, missing argv...)."""
+
+    code = "invalid_argument"
+    exit_code = EXIT_USAGE
+
+
+class BadCwd(AgentplexError):
+    """The requested working directory does not exist or is not a directory."""
+
+    code = "bad_cwd"
+    exit_code = EXIT_USAGE
+
+
+class SpawnFailed(AgentplexError):
+    """The session's process could not be started."""
+
+    code = "spawn_failed"
+    exit_code = EXIT_SOFTWARE
+
+
+class DaemonNotRunning(AgentplexError):
+    """No daemon listens on the runtime directory (client side only)."""
+
+    code = "daemon_not_running"
+    exit_code = EXIT_UNAVAILABLE
+
+
+class DaemonAlreadyRunning(AgentplexError):
+    """Another daemon holds the runtime directory's lock."""
+
+    code = "daemon_already_running"
+    exit_code = EXIT_CONFLICT
+
+
+class RequestTimeout(AgentplexError):
+    """The daemon did not answer within the request's timeout (client side only)."""
+
+    code = "timeout"
+    exit_code = EXIT_TEMPFAIL
+
+
+class InternalError(AgentplexError):
+    """The daemon failed in a way it did not expect; the daemon logs the details."""
+
+    code = "internal"
+    exit_code = EXIT_SOFTWARE
+
+
+def _all_subclasses(cls: type[AgentplexError]) -> list[type[AgentplexError]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+ERRORS_BY_CODE: dict[str, type[AgentplexError]] = {
+    cls.code: cls for cls in _all_subclasses(AgentplexError)
+}
+
+
+def error_from_code(code: str, message: str) -> AgentplexError:
+    """The exception for a wire error code; unknown codes become a plain AgentplexError."""
+    cls = ERRORS_BY_CODE.get(code)
+    if cls is None:
+        error = AgentplexError(f"{message} [{code}]")
+        return error
+    return cls(message)

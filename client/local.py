@@ -1,0 +1,109 @@
+"""The commands that run things on this machine: ``daemon`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from agentplex.client.async_client import check_daemon_running
+from agentplex.client.errors import AgentplexError, DaemonNotRunning
+from agentplex.client.paths import RuntimePaths, default_runtime_dir
+from agentplex.client.protocol import ChunkKind
+from agentplex.client.render import ChunkPrinter
+from agentplex.client.sync_client import Client
+
+DEMO_PROMPTS = (
+    "Hello! What are you?",
+    "What happens to this conversation when the turn ends?",
+    "And how would an editor plugin watch you?",
+)
+DAEMON_START_TIMEOUT = 15.0
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    """``agentplex daemon``: run the daemon in the foreground."""
+    from agentplex.supervisor.config import Config
+    from agentplex.supervisor.daemon import run
+
+    overrides = {
+        "runtime_dir": os.environ.get("AGENTPLEX_RUNTIME_DIR"),
+        "state_dir": str(Path(args.state_dir).absolute()) if args.state_dir else None,
+        "terminate_grace": args.grace,
+        "max_sessions": args.max_sessions,
+        "log_level": args.log_level,
+        "log_format": args.log_format,
+    }
+    return run(Config(**{k: v for k, v in overrides.items() if v is not None}))
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``agentplex demo``: a daemon (started here if none runs) and a demo conversation."""
+    paths = RuntimePaths(default_runtime_dir())
+    daemon = None
+    try:
+        check_daemon_running(paths)
+    except DaemonNotRunning:
+        daemon = _spawn_daemon(paths, args.state_dir)
+    try:
+        with Client() as client:
+            _converse(client, args.turns)
+    except AgentplexError as exc:
+        print(f"agentplex demo: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        if daemon is not None:
+            _stop_daemon(daemon)
+    return 0
+
+
+def _converse(client: Client, turns: int) -> None:
+    prompts = [DEMO_PROMPTS[i % len(DEMO_PROMPTS)] for i in range(max(turns, 1))]
+    info = client.start("demo", prompts[0], tag="demo", cwd=os.getcwd())
+    print(f"session {info.id} (backend demo) started; transcript: {info.transcript}\n")
+    printer = ChunkPrinter()
+    seq = 1
+    for number, prompt in enumerate(prompts, start=1):
+        if number > 1:
+            client.send(prompt, info.id)
+        print(f"you> {prompt}")
+        for chunk in client.follow(info.id, seq):
+            seq = chunk.seq + 1
+            printer.print(chunk)
+            if chunk.kind is ChunkKind.RESULT:
+                break
+        printer.close()
+        print()
+    client.terminate(info.id)
+    print(f"session ended; its transcript: {info.transcript}")
+
+
+def _spawn_daemon(paths: RuntimePaths, state_dir: str | None) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "agentplex.client.cli", "daemon", "--log-level", "warning"]
+    if state_dir:
+        argv += ["--state-dir", state_dir]
+    env = dict(os.environ, AGENTPLEX_RUNTIME_DIR=str(paths.runtime_dir))
+    daemon = subprocess.Popen(argv, env=env)
+    deadline = time.monotonic() + DAEMON_START_TIMEOUT
+    while True:
+        try:
+            check_daemon_running(paths)
+            print(f"daemon started (pid {daemon.pid}, runtime dir {paths.runtime_dir})")
+            return daemon
+        except DaemonNotRunning:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _stop_daemon(daemon: subprocess.Popen[bytes]) -> None:
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(timeout=DAEMON_START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()

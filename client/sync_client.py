@@ -1,0 +1,99 @@
+"""Client: the blocking face of AsyncClient, run on a background event loop.
+
+Every method is AsyncClient's own, called through an anyio blocking portal, so the
+protocol logic exists once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Concatenate, ParamSpec, TypeVar
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from agentplex.client import protocol as p
+from agentplex.client.async_client import DEFAULT_TIMEOUT, AsyncClient, Subscription
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _blocking(
+    method: Callable[Concatenate[AsyncClient, P], Awaitable[R]],
+) -> Callable[Concatenate[Client, P], R]:
+    def call(self: Client, *args: P.args, **kwargs: P.kwargs) -> R:
+        bound = getattr(self._async, method.__name__)
+        return self._portal.call(partial(bound, *args, **kwargs))
+
+    call.__name__ = method.__name__
+    call.__doc__ = method.__doc__
+    return call
+
+
+class Client:
+    """Talks to one daemon, blocking. Use as ``with Client() as client: ...``."""
+
+    def __init__(
+        self, runtime_dir: Path | str | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self._stack = ExitStack()
+        try:
+            self._portal: BlockingPortal = self._stack.enter_context(start_blocking_portal())
+            self._async: AsyncClient = self._stack.enter_context(
+                self._portal.wrap_async_context_manager(AsyncClient(runtime_dir, timeout=timeout))
+            )
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def close(self) -> None:
+        """Disconnect and stop the background loop."""
+        self._stack.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    start = _blocking(AsyncClient.start)
+    send = _blocking(AsyncClient.send)
+    interrupt = _blocking(AsyncClient.interrupt)
+    terminate = _blocking(AsyncClient.terminate)
+    list = _blocking(AsyncClient.list)
+    inspect = _blocking(AsyncClient.inspect)
+    switch = _blocking(AsyncClient.switch)
+    backends = _blocking(AsyncClient.backends)
+    ping = _blocking(AsyncClient.ping)
+
+    @contextmanager
+    def subscribe(self, *prefixes: str | bytes) -> Iterator[Iterator[p.Event]]:
+        """A live subscription (see AsyncClient.subscribe), iterated synchronously."""
+        with self._portal.wrap_async_context_manager(self._async.subscribe(*prefixes)) as sub:
+            yield self._iterate(sub)
+
+    def _iterate(self, sub: Subscription) -> Iterator[p.Event]:
+        while True:
+            yield self._portal.call(sub.__anext__)
+
+    def receive(self, sub: Subscription, timeout: float) -> p.Event | None:
+        """The next event of ``sub`` within ``timeout`` seconds, else None."""
+        return self._portal.call(sub.receive, timeout)
+
+    def follow(self, session: str, from_seq: int = 1) -> Iterator[p.Chunk]:
+        """Every chunk of a session, exactly once, in order (see AsyncClient.follow)."""
+        chunks = self._async.follow(session, from_seq)
+        try:
+            while True:
+                try:
+                    yield self._portal.call(chunks.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._portal.call(chunks.aclose)

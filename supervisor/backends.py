@@ -1,0 +1,83 @@
+"""BackendRegistry: backend plugins by id, built-in ones plus the entry-point group."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+
+import structlog
+
+from agentplex.client.errors import UnknownBackend
+from agentplex.client.protocol import BackendInfo
+from agentplex.plugins.api import Backend
+from agentplex.plugins.demo import DemoBackend
+from agentplex.plugins.exec_backend import ExecBackend
+
+ENTRY_POINT_GROUP = "agentplex.backends"
+
+log = structlog.get_logger(__name__)
+
+
+class BackendRegistry:
+    """Holds backend plugins by their id."""
+
+    def __init__(self) -> None:
+        self._backends: dict[str, Backend] = {}
+
+    @classmethod
+    def with_defaults(cls) -> BackendRegistry:
+        """The built-in backends plus every installed ``agentplex.backends`` plugin."""
+        registry = cls()
+        for backend in (ExecBackend(), DemoBackend()):
+            registry.register(backend)
+        registry.load_entry_points()
+        return registry
+
+    def register(self, backend: Backend) -> None:
+        """Add a backend; a later registration under the same id replaces the earlier."""
+        self._backends[backend.id] = backend
+
+    def load_entry_points(self) -> None:
+        """Register each plugin of the entry-point group; a broken one is logged and skipped."""
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                backend = entry.load()()
+            except Exception as exc:  # a third-party plugin must not stop the daemon
+                log.error("backend_plugin_failed", entry_point=entry.value, error=repr(exc))
+                continue
+            if not isinstance(backend, Backend):
+                log.error("backend_plugin_invalid", entry_point=entry.value)
+                continue
+            self.register(backend)
+
+    def get(self, backend_id: str) -> Backend:
+        """The backend registered as ``backend_id``."""
+        try:
+            return self._backends[backend_id]
+        except KeyError:
+            known = ", ".join(sorted(self._backends))
+            raise UnknownBackend(f"unknown backend {backend_id!r} (known: {known})") from None
+
+    def __iter__(self) -> Iterator[Backend]:
+        return iter(self._backends.values())
+
+    def __len__(self) -> int:
+        return len(self._backends)
+
+    def describe(self) -> list[BackendInfo]:
+        """What ``agentplex backends`` shows: each backend and whether its CLI was found."""
+        infos = []
+        for backend in self:
+            found = backend.locate()
+            infos.append(
+                BackendInfo(
+                    id=backend.id,
+                    mode=backend.mode.value,
+                    description=backend.description,
+                    available=found.available,
+                    executable=found.executable,
+                    version=found.version,
+                    problem=found.problem,
+                )
+            )
+        return infos

@@ -1,0 +1,75 @@
+"""The daemon's configuration: one Struct, filled from flags and the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from agentplex.client.paths import RuntimePaths, default_runtime_dir, default_state_dir
+
+DEFAULT_ENV_ALLOWLIST = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TERM",
+    "TZ",
+    "TMPDIR",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_STATE_HOME",
+    "XDG_RUNTIME_DIR",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+)
+
+
+class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Everything the daemon can be told. Defaults suit one person's machine."""
+
+    runtime_dir: str = ""
+    state_dir: str = ""
+    terminate_grace: float = 5.0
+    """Seconds between SIGTERM and SIGKILL when a session is terminated."""
+    max_sessions: int = 1000
+    queue_limit: int = 32
+    """Messages a session holds while its agent is busy; beyond this a send is refused."""
+    max_line_bytes: int = 1 << 20
+    """A line longer than this is cut into chunks of this size (marked partial)."""
+    heartbeat_interval: float = 2.0
+    drain_timeout: float = 0.5
+    """How long to keep reading a turn's pipes after its process exited, if a leftover
+    descendant holds them open."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    env_allowlist: tuple[str, ...] = DEFAULT_ENV_ALLOWLIST
+
+    def __post_init__(self) -> None:
+        if not self.runtime_dir:
+            self.runtime_dir = str(default_runtime_dir())
+        if not self.state_dir:
+            self.state_dir = str(default_state_dir())
+
+    @property
+    def paths(self) -> RuntimePaths:
+        return RuntimePaths(Path(self.runtime_dir))
+
+    @property
+    def sessions_dir(self) -> Path:
+        return Path(self.state_dir) / "sessions"
+
+    @property
+    def scratch_dir(self) -> Path:
+        return Path(self.state_dir) / "backends"

@@ -1,0 +1,188 @@
+"""The daemon: a small Server with a clear start / serve / shutdown lifecycle."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import anyio
+import structlog
+import zmq
+import zmq.asyncio
+from anyio.abc import TaskGroup
+
+from agentplex.client.errors import DaemonAlreadyRunning
+from agentplex.client.protocol import PROTOCOL_VERSION, DaemonInfo
+from agentplex.supervisor import _linux
+from agentplex.supervisor.backends import BackendRegistry
+from agentplex.supervisor.config import Config
+from agentplex.supervisor.logs import configure_logging
+from agentplex.supervisor.control import ControlServer
+from agentplex.supervisor.events import EventPublisher
+from agentplex.supervisor.manager import SessionManager
+from agentplex.supervisor.process_group import ChildReaper
+from agentplex.supervisor.registry import SessionRegistry
+from agentplex.supervisor.session import SessionContext
+
+PUB_HIGH_WATER_MARK = 100_000
+MAX_ZMQ_MESSAGE = 64 << 20
+
+log = structlog.get_logger(__name__)
+
+
+class Server:
+    """Binds the sockets, runs the control loop and the sessions, shuts down on a signal."""
+
+    def __init__(self, config: Config, backends: BackendRegistry | None = None) -> None:
+        self.config = config
+        self.backends = backends or BackendRegistry.with_defaults()
+        self.registry = SessionRegistry()
+        self.reaper = ChildReaper()
+        self.started_at = time.time()
+        self.should_exit = anyio.Event()
+
+    async def serve(self) -> None:
+        """Run until SIGTERM/SIGINT (or :attr:`should_exit`), then shut down cleanly."""
+        with ExitStack() as stack:
+            stack.enter_context(_RuntimeLock(self.config))
+            _linux.become_child_subreaper()
+            ctx = zmq.asyncio.Context()
+            stack.callback(ctx.term)
+            control, events = self._bind(ctx, stack)
+            publisher = EventPublisher(zmq.Socket.shadow(events.underlying), self.registry.snapshot)
+            await self._run(control, publisher)
+
+    async def _run(self, control: zmq.asyncio.Socket, publisher: EventPublisher) -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.reaper.run)
+            manager = self._manager(publisher, tg)
+            await tg.start(ControlServer(control, manager, self.info).serve)
+            tg.start_soon(self._heartbeat, publisher)
+            tg.start_soon(self._watch_signals)
+            log.info(
+                "daemon_ready",
+                pid=os.getpid(),
+                control=self.config.paths.control_endpoint,
+                events=self.config.paths.events_endpoint,
+                state_dir=self.config.state_dir,
+            )
+            await self.should_exit.wait()
+            await self._shutdown(manager)
+            tg.cancel_scope.cancel()
+
+    def _manager(self, publisher: EventPublisher, tg: TaskGroup) -> SessionManager:
+        context = SessionContext(config=self.config, events=publisher, reaper=self.reaper)
+        return SessionManager(
+            context=context, backends=self.backends, registry=self.registry, task_group=tg
+        )
+
+    def _bind(
+        self, ctx: zmq.asyncio.Context, stack: ExitStack
+    ) -> tuple[zmq.asyncio.Socket, zmq.asyncio.Socket]:
+        paths = self.config.paths
+        control = ctx.socket(zmq.ROUTER)
+        control.setsockopt(zmq.MAXMSGSIZE, MAX_ZMQ_MESSAGE)
+        events = ctx.socket(zmq.PUB)
+        events.setsockopt(zmq.SNDHWM, PUB_HIGH_WATER_MARK)
+        for sock in (control, events):
+            sock.setsockopt(zmq.LINGER, 0)
+            stack.callback(sock.close)
+        old_umask = os.umask(0o177)
+        try:
+            for sock, path in ((control, paths.control), (events, paths.events)):
+                path.unlink(missing_ok=True)
+                sock.bind(paths.control_endpoint if sock is control else paths.events_endpoint)
+                stack.callback(path.unlink, missing_ok=True)
+        finally:
+            os.umask(old_umask)
+        return control, events
+
+    async def _shutdown(self, manager: SessionManager) -> None:
+        live = len(self.registry.live())
+        log.info("daemon_stopping", sessions=live)
+        with anyio.CancelScope(shield=True):
+            await manager.shutdown()
+        log.info("daemon_stopped")
+
+    async def _heartbeat(self, publisher: EventPublisher) -> None:
+        while True:
+            publisher.heartbeat(os.getpid(), len(self.registry.live()))
+            await anyio.sleep(self.config.heartbeat_interval)
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("signal_received", signal=signal.Signals(signum).name)
+                self.should_exit.set()
+                return
+
+    def info(self) -> DaemonInfo:
+        """Who this daemon is, for ``ping``."""
+        from agentplex.supervisor import __version__
+
+        return DaemonInfo(
+            pid=os.getpid(),
+            version=__version__,
+            protocol=PROTOCOL_VERSION,
+            runtime_dir=self.config.runtime_dir,
+            state_dir=self.config.state_dir,
+            started_at=self.started_at,
+            sessions=len(self.registry.live()),
+        )
+
+
+class _RuntimeLock:
+    """An exclusive lock on the runtime dir's lock file, holding the daemon's pid."""
+
+    def __init__(self, config: Config) -> None:
+        self._runtime_dir = Path(config.runtime_dir)
+        self._lock_path = config.paths.lock
+        self._fd: int | None = None
+
+    def __enter__(self) -> _RuntimeLock:
+        prepare_private_dir(self._runtime_dir)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DaemonAlreadyRunning(
+                f"a daemon is already running on {self._runtime_dir} (pid {holder})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
+
+
+def prepare_private_dir(path: Path) -> None:
+    """Create ``path`` mode 0700, or tighten it if it exists and is ours."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stat = path.stat()
+    if stat.st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to uid {stat.st_uid}, not to this user")
+    if stat.st_mode & 0o077:
+        path.chmod(0o700)
+
+
+def run(config: Config) -> int:
+    """Run a daemon in the foreground until it is told to stop; returns the exit code."""
+    configure_logging(config)
+    try:
+        anyio.run(Server(config).serve)
+    except (DaemonAlreadyRunning, PermissionError, ValueError) as exc:
+        print(f"agentplex daemon: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 1)
+    return 0

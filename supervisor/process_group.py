@@ -1,0 +1,261 @@
+"""Spawning agents in their own process groups, learning of their exits, ending their trees.
+
+Every child the daemon has goes through :func:`spawn`, and :class:`ChildReaper` reaps
+*all* of them (``waitpid(-1)`` on SIGCHLD): the daemon is a child subreaper, so orphaned
+tool processes re-parent to it and must be reaped too. Nothing in the daemon may use
+``subprocess.run`` or asyncio's subprocesses, which would race the reaper.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import psutil
+import structlog
+from anyio.abc import TaskStatus
+
+from agentplex.supervisor import _linux
+
+SESSION_MARKER = "AGENTPLEX_SESSION_ID"
+"""Set in every session process's environment, so descendants that left the process
+group (``setsid``, double fork) can still be told apart by session."""
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class ExitStatus:
+    """How a process ended: ``code`` if it exited, ``signal`` if a signal killed it."""
+
+    code: int | None = None
+    signal: int | None = None
+
+    @classmethod
+    def from_wait_status(cls, status: int) -> ExitStatus:
+        if os.WIFSIGNALED(status):
+            return cls(signal=os.WTERMSIG(status))
+        return cls(code=os.waitstatus_to_exitcode(status))
+
+    def describe(self) -> str:
+        if self.signal is not None:
+            return f"killed by {signal.Signals(self.signal).name}"
+        return f"exit code {self.code}"
+
+
+@dataclass
+class Child:
+    """A spawned process group leader and the daemon's ends of its pipes."""
+
+    pid: int
+    stdout: int
+    stderr: int
+    stdin: int | None
+    exited: anyio.Event = field(default_factory=anyio.Event)
+    status: ExitStatus | None = None
+
+    async def wait(self) -> ExitStatus:
+        """Wait until the reaper has collected this process."""
+        await self.exited.wait()
+        assert self.status is not None
+        return self.status
+
+
+class ChildReaper:
+    """Reaps every child of the daemon when SIGCHLD arrives and wakes whoever waits."""
+
+    def __init__(self) -> None:
+        self._children: dict[int, Child] = {}
+
+    def watch(self, child: Child) -> None:
+        """Track ``child``; call before the next ``await`` after spawning it."""
+        self._children[child.pid] = child
+
+    def reap_now(self) -> None:
+        """Collect every exited child without blocking."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self._children.pop(pid, None)
+            if child is None:
+                log.debug("reaped_orphan", pid=pid, status=status)
+                continue
+            child.status = ExitStatus.from_wait_status(status)
+            child.exited.set()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Reap on every SIGCHLD until cancelled."""
+        with anyio.open_signal_receiver(signal.SIGCHLD) as signals:
+            task_status.started()
+            self.reap_now()
+            async for _ in signals:
+                self.reap_now()
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    with_stdin: bool,
+    reaper: ChildReaper,
+) -> Child:
+    """Start ``argv`` as the leader of a new session and process group.
+
+    Its stdout and stderr are non-blocking pipes the caller reads; stdin is a pipe when
+    ``with_stdin``, else /dev/null (some CLIs wait on an open stdin). The child gets
+    SIGKILL if the daemon dies, so no agent outlives its supervisor unowned.
+    """
+    daemon_pid = os.getpid()
+    process = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.PIPE if with_stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: _linux.die_with_parent(daemon_pid),
+    )
+    # The reaper owns waiting; detach the Popen object so it never waits or warns.
+    process.returncode = 0
+    child = Child(
+        pid=process.pid,
+        stdout=_take_fd(process.stdout),
+        stderr=_take_fd(process.stderr),
+        stdin=_take_fd(process.stdin) if with_stdin else None,
+    )
+    reaper.watch(child)
+    return child
+
+
+def _take_fd(stream: object) -> int:
+    fd = os.dup(stream.fileno())  # type: ignore[attr-defined]
+    stream.close()  # type: ignore[attr-defined]
+    os.set_blocking(fd, False)
+    return fd
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send ``sig`` to a process group; False if the group is gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def session_processes(session_id: str, pgid: int | None) -> list[psutil.Process]:
+    """Every live process of a session: in its process group or carrying its marker.
+
+    Only the daemon's descendants are looked at: as a subreaper it is the ancestor of
+    every process any session ever started.
+    """
+    return find_session_processes([(session_id, pgid)]).get(session_id, [])
+
+
+def find_session_processes(
+    sessions: Iterable[tuple[str, int | None]],
+) -> dict[str, list[psutil.Process]]:
+    """One scan of the daemon's descendants, grouped by session (by pgid or marker)."""
+    by_pgid = {pgid: sid for sid, pgid in sessions if pgid is not None}
+    wanted = {sid for sid, _ in sessions}
+    found: dict[str, list[psutil.Process]] = {}
+    for proc in psutil.Process().children(recursive=True):
+        sid = _session_of(proc, by_pgid)
+        if sid in wanted:
+            found.setdefault(sid, []).append(proc)
+    return found
+
+
+def _session_of(proc: psutil.Process, by_pgid: Mapping[int, str]) -> str | None:
+    try:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        sid = by_pgid.get(os.getpgid(proc.pid))
+        if sid is not None:
+            return sid
+        with open(f"/proc/{proc.pid}/environ", "rb") as f:
+            environ = f.read()
+    except (psutil.NoSuchProcess, ProcessLookupError, FileNotFoundError, PermissionError):
+        return None
+    marker = f"{SESSION_MARKER}=".encode()
+    for entry in environ.split(b"\0"):
+        if entry.startswith(marker):
+            return entry[len(marker) :].decode(errors="replace")
+    return None
+
+
+async def kill_tree(
+    session_id: str, pgid: int | None, grace: float, reaper: ChildReaper
+) -> bool:
+    """SIGTERM every process of a session, SIGKILL what is left after ``grace`` seconds.
+
+    Repeats until a scan finds nothing (a process may fork while being stopped) and
+    returns whether SIGKILL was needed. All collected zombies are reaped before return.
+    """
+    escalated = False
+    for _round in range(5):
+        procs = session_processes(session_id, pgid)
+        if not procs:
+            break
+        escalated |= await _stop(procs, pgid, grace)
+        reaper.reap_now()
+    reaper.reap_now()
+    return escalated
+
+
+async def _stop(procs: list[psutil.Process], pgid: int | None, grace: float) -> bool:
+    pidfds = _open_pidfds(procs)
+    try:
+        for sig in (signal.SIGTERM, signal.SIGCONT):
+            if pgid is not None:
+                signal_group(pgid, sig)
+            _send_all(pidfds, sig)
+        if await _wait_all_exited(pidfds, grace):
+            return False
+        log.warning("terminate_escalated", pids=sorted(pidfds), grace=grace)
+        if pgid is not None:
+            signal_group(pgid, signal.SIGKILL)
+        _send_all(pidfds, signal.SIGKILL)
+        await _wait_all_exited(pidfds, 5.0)
+        return True
+    finally:
+        for fd in pidfds.values():
+            os.close(fd)
+
+
+def _open_pidfds(procs: Iterable[psutil.Process]) -> dict[int, int]:
+    pidfds = {}
+    for proc in procs:
+        try:
+            pidfds[proc.pid] = os.pidfd_open(proc.pid)
+        except ProcessLookupError:
+            continue
+    return pidfds
+
+
+def _send_all(pidfds: Mapping[int, int], sig: signal.Signals) -> None:
+    for fd in pidfds.values():
+        try:
+            signal.pidfd_send_signal(fd, sig)
+        except ProcessLookupError:
+            continue
+
+
+async def _wait_all_exited(pidfds: Mapping[int, int], timeout: float) -> bool:
+    """True if every process ended within ``timeout`` (a pidfd turns readable on exit)."""
+    with anyio.move_on_after(timeout):
+        for fd in pidfds.values():
+            await anyio.wait_readable(fd)
+        return True
+    return False

@@ -1,0 +1,419 @@
+"""One agent session: its processes, turns, queue, chunk stream and transcript."""
+
+from __future__ import annotations
+
+import base64
+import collections
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+import anyio
+import msgspec
+import structlog
+from anyio.abc import TaskGroup, TaskStatus
+
+from agentplex.client.errors import QueueFull, SessionEnded, SpawnFailed
+from agentplex.client.protocol import (
+    Chunk,
+    ChunkKind,
+    Footer,
+    MessageIn,
+    ProcessExit,
+    ProcessSpawned,
+    SessionInfo,
+    SessionStatus,
+    Stream,
+    Usage,
+    encode,
+)
+from agentplex.plugins.api import Backend, BackendMode, ChunkData, OutputParser, SessionSpec
+from agentplex.supervisor.config import Config
+from agentplex.supervisor.events import EventPublisher
+from agentplex.supervisor.output import Line, pump_lines
+from agentplex.supervisor.process_group import Child, ChildReaper, kill_tree, signal_group, spawn
+from agentplex.supervisor.transcript import Transcript
+
+STDERR_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """The daemon services every session uses."""
+
+    config: Config
+    events: EventPublisher
+    reaper: ChildReaper
+
+
+@dataclass
+class _Process:
+    """A running child and what the session tracks about it."""
+
+    child: Child
+    parser: OutputParser
+    stderr_tail: collections.deque[str]
+    inbox: anyio.abc.ObjectSendStream[bytes] | None = None
+    interrupted: bool = False
+
+
+class Session:
+    """A live session. Its tasks run in its own task group, started with :meth:`run`."""
+
+    def __init__(
+        self,
+        *,
+        spec: SessionSpec,
+        backend: Backend,
+        tag: str | None,
+        env: dict[str, str],
+        transcript: Transcript,
+        context: SessionContext,
+    ) -> None:
+        self.spec = spec
+        self.id = spec.session_id
+        self.backend = backend
+        self.tag = tag
+        self.created_at = time.time()
+        self.status = SessionStatus.STARTING
+        self.cli_session_id: str | None = None
+        self.turns = 0
+        self.seq = 0
+        self.usage = Usage()
+        self.exit_code: int | None = None
+        self.ended_reason: str | None = None
+        self.transcript = transcript
+        self._env = env
+        self._context = context
+        self._pending: collections.deque[str] = collections.deque()
+        self._process: _Process | None = None
+        self._process_done = anyio.Event()
+        self._process_done.set()
+        self._ended = anyio.Event()
+        self._terminating = False
+        self._tg: TaskGroup | None = None
+        self.log = structlog.get_logger(__name__).bind(session_id=self.id, backend=backend.id)
+
+    # ------------------------------------------------------------------ public
+
+    def info(self) -> SessionInfo:
+        """A snapshot for ``list`` and events."""
+        return SessionInfo(
+            id=self.id,
+            backend=self.backend.id,
+            persona=self.spec.persona,
+            tag=self.tag,
+            cwd=str(self.spec.cwd),
+            status=self.status,
+            created_at=self.created_at,
+            pid=self._process.child.pid if self._process else None,
+            cli_session_id=self.cli_session_id,
+            turns=self.turns,
+            chunks=self.seq,
+            transcript=str(self.transcript.path),
+            queued=len(self._pending),
+            exit_code=self.exit_code,
+            ended_reason=self.ended_reason,
+            usage=self.usage,
+        )
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Own the session's tasks until it has ended."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
+            await self._ended.wait()
+
+    def begin(self, prompt: str | None) -> None:
+        """Start the agent: the first turn, or the long-lived process (then the prompt)."""
+        if self.backend.mode is BackendMode.TURN:
+            assert prompt is not None
+            self._start_turn(prompt)
+        else:
+            self._launch(self.backend.argv(self.spec, None, None), with_stdin=True)
+            if prompt:
+                self._deliver(prompt)
+
+    def send(self, message: str) -> int:
+        """Deliver ``message`` now, or queue it while a turn runs; returns the queue length."""
+        if self.status.ended or self._terminating:
+            raise SessionEnded(f"session {self.id} has ended ({self.status}); start a new one")
+        if self.backend.mode is BackendMode.LONG_LIVED:
+            self._deliver(message)
+            return 0
+        if self._process is None:
+            self._start_turn(message)
+            return 0
+        if len(self._pending) >= self._context.config.queue_limit:
+            raise QueueFull(
+                f"session {self.id} already holds {len(self._pending)} queued messages"
+            )
+        self._pending.append(message)
+        return len(self._pending)
+
+    def interrupt(self) -> None:
+        """SIGINT to the running process group (the agent stops its turn)."""
+        if self._process is not None:
+            self._process.interrupted = True
+            signal_group(self._process.child.pid, signal.SIGINT)
+
+    async def terminate(self, grace: float, reason: str = "terminated by request") -> bool:
+        """End the session and every process it started; True if SIGKILL was needed."""
+        if self._terminating or self.status.ended:
+            await self._ended.wait()
+            return False
+        self._terminating = True
+        self._pending.clear()
+        pgid = self._process.child.pid if self._process else None
+        escalated = await kill_tree(self.id, pgid, grace, self._context.reaper)
+        await self._process_done.wait()
+        self._finish(SessionStatus.TERMINATED, reason)
+        return escalated
+
+    # ------------------------------------------------------------------ turns
+
+    def _start_turn(self, message: str) -> None:
+        resume_id = self.cli_session_id if self.turns else None
+        argv = self.backend.argv(self.spec, message, resume_id)
+        self.turns += 1
+        self.transcript.write(MessageIn(text=message, ts=time.time(), turn=self.turns))
+        self._launch(argv, with_stdin=False)
+
+    def _deliver(self, message: str) -> None:
+        """Write a message to the long-lived process's stdin (through its bounded inbox)."""
+        process = self._process
+        if process is None or process.inbox is None:
+            raise SessionEnded(f"session {self.id} has no running process")
+        try:
+            process.inbox.send_nowait(self.backend.encode_input(message))
+        except anyio.WouldBlock:
+            raise QueueFull(f"session {self.id}: the agent is not reading its stdin") from None
+        self.turns += 1
+        self.transcript.write(MessageIn(text=message, ts=time.time(), turn=self.turns))
+
+    def _launch(self, argv: list[str], *, with_stdin: bool) -> None:
+        assert self._tg is not None, "run() must be started first"
+        try:
+            child = spawn(
+                argv,
+                cwd=self.spec.cwd,
+                env=self._env,
+                with_stdin=with_stdin,
+                reaper=self._context.reaper,
+            )
+        except OSError as exc:
+            raise SpawnFailed(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
+        process = _Process(child, self.backend.parser(), collections.deque(maxlen=STDERR_TAIL_LINES))
+        self._process = process
+        self._process_done = anyio.Event()
+        self.transcript.write(
+            ProcessSpawned(pid=child.pid, argv=argv, ts=time.time(), turn=self.turns)
+        )
+        self.log.info("process_spawned", pid=child.pid, argv0=argv[0])
+        if child.stdin is not None:
+            send, receive = anyio.create_memory_object_stream[bytes](
+                self._context.config.queue_limit
+            )
+            process.inbox = send
+            self._tg.start_soon(_feed_stdin, child.stdin, receive, self.log)
+        self._tg.start_soon(self._supervise, process)
+        self._set_status(SessionStatus.RUNNING)
+
+    async def _supervise(self, process: _Process) -> None:
+        child = process.child
+        try:
+            async with anyio.create_task_group() as tg:
+                pumps_done = _Countdown(2)
+                tg.start_soon(self._pump, process, child.stdout, Stream.STDOUT, pumps_done)
+                tg.start_soon(self._pump, process, child.stderr, Stream.STDERR, pumps_done)
+                await child.wait()
+                with anyio.move_on_after(self._context.config.drain_timeout):
+                    await pumps_done.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            os.close(child.stdout)
+            os.close(child.stderr)
+            if process.inbox is not None:
+                process.inbox.close()
+        self._process_ended(process)
+
+    async def _pump(
+        self, process: _Process, fd: int, stream: Stream, done: _Countdown
+    ) -> None:
+        def deliver(lines: list[Line]) -> None:
+            self._emit(lines, stream, process)
+
+        try:
+            await pump_lines(fd, self._context.config.max_line_bytes, deliver)
+        finally:
+            done.tick()
+
+    def _process_ended(self, process: _Process) -> None:
+        status = process.child.status
+        assert status is not None
+        self._process = None
+        self.transcript.write(
+            ProcessExit(pid=process.child.pid, ts=time.time(), code=status.code, signal=status.signal)
+        )
+        self.exit_code = status.code
+        self._process_done.set()
+        self.log.info("process_exited", pid=process.child.pid, status=status.describe())
+        if self._terminating:
+            return
+        if self.backend.mode is BackendMode.LONG_LIVED:
+            ended = SessionStatus.EXITED if status.code == 0 else SessionStatus.FAILED
+            self._finish(ended, f"agent process ended: {status.describe()}")
+            return
+        self._end_turn(process, status.describe(), failed=status.code != 0)
+
+    def _end_turn(self, process: _Process, how: str, *, failed: bool) -> None:
+        if process.interrupted:
+            self._emit_daemon(ChunkKind.SYSTEM, f"turn {self.turns} interrupted ({how})")
+        elif failed:
+            tail = "\n".join(process.stderr_tail)
+            self._emit_daemon(
+                ChunkKind.ERROR, f"{self.backend.id} turn {self.turns} failed: {how}\n{tail}".rstrip()
+            )
+        while self._pending:
+            try:
+                self._start_turn(self._pending.popleft())
+                return
+            except SpawnFailed as exc:
+                self._emit_daemon(ChunkKind.ERROR, exc.message)
+        self._set_status(SessionStatus.IDLE)
+
+    # ------------------------------------------------------------------ chunks
+
+    def _emit(self, lines: list[Line], stream: Stream, process: _Process) -> None:
+        """Turn one read's lines into chunks: log them all in one write, then publish."""
+        payloads = []
+        now = time.time()
+        for raw, fragment in lines:
+            try:
+                text, b64 = raw.decode(), None
+            except UnicodeDecodeError:
+                text, b64 = raw.decode(errors="replace"), base64.b64encode(raw).decode()
+            if stream is Stream.STDERR:
+                process.stderr_tail.append(text)
+            if fragment or b64 is not None:
+                datas = [ChunkData(ChunkKind.RAW, text, partial=fragment)]
+            else:
+                datas = process.parser.parse(text, stream)
+            for data in datas:
+                payloads.append(self._chunk(data, stream, now, b64))
+                b64 = None
+        if payloads:
+            self.transcript.write_lines(payloads)
+            self._context.events.publish_chunks(self.id, payloads)
+
+    def _emit_daemon(self, kind: ChunkKind, text: str) -> None:
+        payload = self._chunk(ChunkData(kind, text, is_error=kind is ChunkKind.ERROR),
+                              Stream.DAEMON, time.time(), None)
+        self.transcript.write_lines((payload,))
+        self._context.events.publish_chunks(self.id, (payload,))
+
+    def _chunk(self, data: ChunkData, stream: Stream, now: float, b64: str | None) -> bytes:
+        self.seq += 1
+        if data.cli_session_id:
+            self.cli_session_id = data.cli_session_id
+        if data.kind is ChunkKind.RESULT and data.usage is not None:
+            self.usage = _add_usage(self.usage, data.usage)
+        return encode(
+            Chunk(
+                session_id=self.id,
+                seq=self.seq,
+                stream=stream,
+                kind=data.kind,
+                text=data.text,
+                ts=now,
+                turn=self.turns,
+                partial=data.partial,
+                tool_name=data.tool_name,
+                tool_input=data.tool_input,
+                is_error=data.is_error,
+                usage=data.usage,
+                cli_session_id=data.cli_session_id,
+                model=data.model,
+                b64=b64,
+            )
+        )
+
+    # ------------------------------------------------------------------ status
+
+    def _set_status(self, status: SessionStatus) -> None:
+        previous, self.status = self.status, status
+        if previous != status:
+            self.log.debug("status_changed", status=status.value, previous=previous.value)
+            self._context.events.status_changed(self.info(), previous)
+
+    def _finish(self, status: SessionStatus, reason: str) -> None:
+        """Record the end: footer, final status, ``session.terminated``; once."""
+        if self._ended.is_set():
+            return
+        self.ended_reason = reason
+        self._set_status(status)
+        self.transcript.write(
+            Footer(
+                ts=time.time(),
+                status=status,
+                reason=reason,
+                chunks=self.seq,
+                turns=self.turns,
+                usage=self.usage,
+            )
+        )
+        self.transcript.close()
+        self.log.info("session_ended", status=status.value, reason=reason)
+        self._context.events.terminated(self.info(), reason)
+        self._ended.set()
+
+    def fail(self, reason: str) -> None:
+        """Mark a session that could not start as failed."""
+        self._finish(SessionStatus.FAILED, reason)
+
+
+class _Countdown:
+    """An event that fires after ``count`` ticks."""
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+        self._event = anyio.Event()
+
+    def tick(self) -> None:
+        self._count -= 1
+        if self._count <= 0:
+            self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+async def _feed_stdin(
+    fd: int, inbox: anyio.abc.ObjectReceiveStream[bytes], log: structlog.typing.FilteringBoundLogger
+) -> None:
+    """Write queued messages to a long-lived agent's stdin; the pipe paces the writes."""
+    try:
+        async with inbox:
+            async for data in inbox:
+                view = memoryview(data)
+                while view:
+                    await anyio.wait_writable(fd)
+                    try:
+                        view = view[os.write(fd, view) :]
+                    except BlockingIOError:
+                        continue
+    except BrokenPipeError:
+        log.warning("stdin_closed_by_agent")
+    finally:
+        os.close(fd)
+
+
+def _add_usage(total: Usage, turn: Usage) -> Usage:
+    return msgspec.structs.replace(
+        total,
+        input_tokens=total.input_tokens + turn.input_tokens,
+        output_tokens=total.output_tokens + turn.output_tokens,
+        cached_tokens=total.cached_tokens + turn.cached_tokens,
+        cost_usd=total.cost_usd + turn.cost_usd,
+    )
