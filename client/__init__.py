@@ -2,7 +2,7 @@
 
 from agentplex.client.async_client import AsyncClient, Subscription
 from agentplex.client.errors import AgentplexError, DaemonNotRunning, RequestTimeout
-from agentplex.client.sync_client import Client
+from agentplex.client.sync_client import Client, SyncSubscription
 
 __all__ = [
     "AgentplexError",
@@ -11,4 +11,5 @@ __all__ = [
     "DaemonNotRunning",
     "RequestTimeout",
     "Subscription",
+    "SyncSubscription",
 ]

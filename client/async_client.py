@@ -32,6 +32,7 @@ R = TypeVar("R", bound=p.Reply)
 
 DEFAULT_TIMEOUT = 10.0
 SYNC_RETRY = 0.05
+SUB_HIGH_WATER_MARK = 100_000
 
 
 class AsyncClient:
@@ -222,6 +223,7 @@ class AsyncClient:
         assert self._ctx is not None, "use the client inside 'async with'"
         sub = self._ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.RCVHWM, SUB_HIGH_WATER_MARK)
         token = secrets.token_hex(8)
         sync_topic = p.topic_of(p.SyncMark(token=token))
         for prefix in prefixes or (b"",):

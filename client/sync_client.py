@@ -73,18 +73,10 @@ class Client:
     ping = _blocking(AsyncClient.ping)
 
     @contextmanager
-    def subscribe(self, *prefixes: str | bytes) -> Iterator[Iterator[p.Event]]:
+    def subscribe(self, *prefixes: str | bytes) -> Iterator[SyncSubscription]:
         """A live subscription (see AsyncClient.subscribe), iterated synchronously."""
         with self._portal.wrap_async_context_manager(self._async.subscribe(*prefixes)) as sub:
-            yield self._iterate(sub)
-
-    def _iterate(self, sub: Subscription) -> Iterator[p.Event]:
-        while True:
-            yield self._portal.call(sub.__anext__)
-
-    def receive(self, sub: Subscription, timeout: float) -> p.Event | None:
-        """The next event of ``sub`` within ``timeout`` seconds, else None."""
-        return self._portal.call(sub.receive, timeout)
+            yield SyncSubscription(self._portal, sub)
 
     def follow(self, session: str, from_seq: int = 1) -> Iterator[p.Chunk]:
         """Every chunk of a session, exactly once, in order (see AsyncClient.follow)."""
@@ -97,3 +89,21 @@ class Client:
                     return
         finally:
             self._portal.call(chunks.aclose)
+
+
+class SyncSubscription:
+    """A blocking iterator over the events of one subscription."""
+
+    def __init__(self, portal: BlockingPortal, sub: Subscription) -> None:
+        self._portal = portal
+        self._sub = sub
+
+    def __iter__(self) -> SyncSubscription:
+        return self
+
+    def __next__(self) -> p.Event:
+        return self._portal.call(self._sub.__anext__)
+
+    def receive(self, timeout: float) -> p.Event | None:
+        """The next event within ``timeout`` seconds, else None."""
+        return self._portal.call(self._sub.receive, timeout)

@@ -1,0 +1,57 @@
+"""The ``demo`` backend: an offline scripted agent that needs no vendor CLI and no network.
+
+It runs :mod:`agentplex.plugins.demo_agent` with the current interpreter, one process per
+turn, and reads its output with the Claude stream-json parser, so it exercises the same
+paths a real ``claude`` session does.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import sys
+
+import msgspec
+
+from agentplex.plugins.api import BackendMode, Located, SessionSpec
+from agentplex.plugins.stream_json import ClaudeStreamParser
+
+DELAY_VARIABLE = "AGENTPLEX_DEMO_DELAY"
+"""Seconds per typed word; passed on when the session's or the daemon's environment sets it."""
+
+
+class DemoBackend:
+    """An offline agent that types a scripted reply and remembers the conversation."""
+
+    id = "demo"
+    mode = BackendMode.TURN
+    description = "Offline scripted agent speaking Claude's stream-json (no CLI or network)"
+
+    def locate(self) -> Located:
+        try:
+            version = importlib.metadata.version("agentplex")
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        return Located(True, executable=sys.executable, version=version)
+
+    def argv(self, spec: SessionSpec, message: str | None, resume_id: str | None) -> list[str]:
+        argv = [sys.executable, "-m", "agentplex.plugins.demo_agent", "-p", message or "",
+                "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
+        return [*argv, "--resume", resume_id] if resume_id else argv
+
+    def environment(self, spec: SessionSpec) -> dict[str, str]:
+        home = (spec.scratch_dir / "demo").absolute()
+        home.mkdir(parents=True, exist_ok=True)
+        env = {"AGENTPLEX_DEMO_HOME": str(home)}
+        delay = spec.env.get(DELAY_VARIABLE, os.environ.get(DELAY_VARIABLE))
+        if delay is not None:
+            env[DELAY_VARIABLE] = delay
+        return env
+
+    def parser(self) -> ClaudeStreamParser:
+        return ClaudeStreamParser()
+
+    def encode_input(self, message: str) -> bytes:
+        """A Claude stream-json user line; the demo agent reads no stdin, so it is harmless."""
+        line = {"type": "user", "message": {"role": "user", "content": message}}
+        return msgspec.json.encode(line) + b"\n"

@@ -1,0 +1,235 @@
+"""An offline scripted agent that speaks Claude Code's headless stream-json dialect.
+
+Run as ``python -m agentplex.plugins.demo_agent -p PROMPT [--resume ID] ...``; other
+Claude-like flags are accepted and ignored. It remembers each conversation in
+``$AGENTPLEX_DEMO_HOME/<session-id>.json`` and types its reply word by word, about 1.5 s
+in all (``AGENTPLEX_DEMO_DELAY`` sets the seconds per word). Words in the prompt steer it:
+``SLOW`` types 200 words (at least 0.02 s each, so there is time to interrupt), ``CRASH``
+dies mid-stream with exit 3 and no result, ``FAIL`` reports an API error with exit 1.
+
+Stdlib only, and nothing from agentplex is imported, so it starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+MODEL = "demo-1"
+TYPING_SECONDS = 1.5
+SLOW_WORDS = 200
+SLOW_MIN_DELAY = 0.02
+CRASH_AFTER_WORDS = 2
+INTERRUPTED = "[Request interrupted by user]"
+FILLER = (
+    "I am the agentplex demo agent, typing this reply one word at a time so you can watch "
+    "the stream arrive. Nothing here calls a model: every word is scripted, yet I remember "
+    "the whole conversation, so resuming me works just like resuming a real agent."
+)
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class Crashed(Exception):
+    """Raised while typing when the prompt asked the agent to crash."""
+
+
+class Turn:
+    """Writes the stream-json lines of one turn, each flushed as it is written."""
+
+    def __init__(self, partial: bool) -> None:
+        self.partial = partial
+        self.session_id = ""
+        self.number = 0
+        self.input_tokens = 0
+        self.msg_id = f"msg_demo_{uuid.uuid4().hex[:24]}"
+        self.started = time.monotonic()
+        self.interrupted = False
+        """Set by the SIGINT handler; the typing loop acts on it between words."""
+
+    def on_sigint(self, signum: int, frame: object) -> None:
+        self.interrupted = True
+
+    def line(self, obj: dict[str, Any]) -> None:
+        obj = {**obj, "session_id": self.session_id, "uuid": str(uuid.uuid4())}
+        sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+
+    def event(self, event: dict[str, Any]) -> None:
+        if self.partial:
+            self.line({"type": "stream_event", "event": event, "parent_tool_use_id": None})
+
+    def usage(self, output_tokens: int) -> dict[str, int]:
+        return {"input_tokens": self.input_tokens, "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0, "output_tokens": output_tokens}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="demo_agent", description="An offline scripted agent.")
+    parser.add_argument("-p", "--print", dest="prompt", required=True)
+    parser.add_argument("--resume")
+    parser.add_argument("--output-format", default="stream-json")
+    parser.add_argument("--include-partial-messages", action="store_true")
+    parser.add_argument("--verbose", action="store_true")
+    args, _ignored = parser.parse_known_args(_attach_prompt(argv))
+    if not args.prompt.strip():
+        parser.error("the prompt must not be empty")
+    return args
+
+
+def _attach_prompt(argv: list[str]) -> list[str]:
+    """Join ``-p VALUE`` into one argument so that a prompt may start with a dash."""
+    out: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        out.append(f"--print={next(args, '')}" if arg in ("-p", "--print") else arg)
+    return out
+
+
+def demo_home() -> Path:
+    home = os.environ.get("AGENTPLEX_DEMO_HOME")
+    return Path(home) if home else Path(tempfile.gettempdir()) / f"agentplex-demo-{os.getuid()}"
+
+
+def load_turns(home: Path, session_id: str) -> list[dict[str, str]] | None:
+    """The earlier turns of a conversation, or None when there is no such conversation."""
+    if not _SAFE_ID.fullmatch(session_id):
+        return None
+    try:
+        return list(json.loads((home / f"{session_id}.json").read_text())["turns"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_turns(home: Path, session_id: str, turns: list[dict[str, str]]) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / f"{session_id}.json"
+    temp = path.with_suffix(f".{os.getpid()}.tmp")
+    temp.write_text(json.dumps({"session_id": session_id, "turns": turns}))
+    os.replace(temp, path)
+
+
+def compose(prompt: str, turns: list[dict[str, str]]) -> list[str]:
+    """The words of the reply: the turn number and what was said before, then filler."""
+    text = f"Turn {len(turns) + 1}. You said: {prompt}."
+    if turns:
+        text += f" Before that you said: {turns[-1]['prompt']}."
+    words = f"{text} {FILLER}".split()
+    if "SLOW" in prompt:
+        filler = FILLER.split()
+        words += [filler[i % len(filler)] for i in range(max(0, SLOW_WORDS - len(words)))]
+    return words
+
+
+def word_delay(prompt: str, words: int) -> float:
+    try:
+        delay = float(os.environ["AGENTPLEX_DEMO_DELAY"])
+    except (KeyError, ValueError):
+        delay = TYPING_SECONDS / max(words, 1)
+    return max(delay, SLOW_MIN_DELAY) if "SLOW" in prompt else max(delay, 0.0)
+
+
+def type_reply(turn: Turn, words: list[str], delay: float, crash: bool) -> list[str]:
+    """Stream the words as text deltas, stopping early on SIGINT; the words typed."""
+    start: dict[str, Any] = {"id": turn.msg_id, "type": "message", "role": "assistant",
+                             "model": MODEL, "content": [], "stop_reason": None,
+                             "stop_sequence": None, "usage": turn.usage(1)}
+    turn.event({"type": "message_start", "message": start})
+    turn.event({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}})
+    typed: list[str] = []
+    for word in words:
+        if turn.interrupted:
+            break
+        if crash and len(typed) == CRASH_AFTER_WORDS:
+            raise Crashed
+        turn.event({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": f" {word}" if typed else word}})
+        typed.append(word)
+        time.sleep(delay)
+    return typed
+
+
+def assistant(turn: Turn, text: str, model: str = MODEL) -> None:
+    message = {"id": turn.msg_id, "type": "message", "role": "assistant", "model": model,
+               "content": [{"type": "text", "text": text}], "stop_reason": None,
+               "stop_sequence": None, "usage": turn.usage(1)}
+    turn.line({"type": "assistant", "message": message, "parent_tool_use_id": None})
+
+
+def result(turn: Turn, text: str, **fields: Any) -> None:
+    turn.line({"type": "result", "subtype": "success", "is_error": False,
+               "duration_ms": int((time.monotonic() - turn.started) * 1000),
+               "num_turns": turn.number, "result": text, "total_cost_usd": 0.0,
+               "usage": turn.usage(len(text.split())), **fields})
+
+
+def finish(turn: Turn, text: str) -> None:
+    turn.event({"type": "content_block_stop", "index": 0})
+    assistant(turn, text)
+    turn.event({"type": "message_delta", "usage": {"output_tokens": len(text.split())},
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None}})
+    turn.event({"type": "message_stop"})
+    result(turn, text)
+
+
+def interrupted(turn: Turn, text: str) -> None:
+    if text:
+        assistant(turn, text)
+    content = [{"type": "text", "text": INTERRUPTED}]
+    turn.line({"type": "user", "message": {"role": "user", "content": content},
+               "parent_tool_use_id": None})
+    result(turn, "", subtype="error_during_execution", is_error=True, errors=[INTERRUPTED])
+
+
+def fail(turn: Turn) -> None:
+    text = 'API Error: 500 {"type":"error","error":{"type":"api_error","message":"FAIL"}}'
+    assistant(turn, text, model="<synthetic>")
+    result(turn, text, is_error=True, api_error_status=500)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    turn = Turn(args.include_partial_messages)
+    signal.signal(signal.SIGINT, turn.on_sigint)
+    home, prompt = demo_home(), args.prompt
+    turns = load_turns(home, args.resume) if args.resume else []
+    turn.session_id = args.resume if args.resume and turns is not None else str(uuid.uuid4())
+    if turns is None:
+        result(turn, "", subtype="error_during_execution", is_error=True,
+               errors=[f"No conversation found with session ID: {args.resume}"])
+        return 1
+    turn.number = len(turns) + 1
+    said = [prompt, *(f"{t['prompt']} {t['reply']}" for t in turns)]
+    turn.input_tokens = sum(len(text) for text in said) // 4 + 1
+    turn.line({"type": "system", "subtype": "init", "cwd": os.getcwd(), "tools": [],
+               "mcp_servers": [], "model": MODEL, "permissionMode": "default",
+               "apiKeySource": "none", "output_style": "default"})
+    if "FAIL" in prompt:
+        fail(turn)
+        return 1
+    words = compose(prompt, turns)
+    try:
+        typed = type_reply(turn, words, word_delay(prompt, len(words)), "CRASH" in prompt)
+    except Crashed:
+        print("demo_agent: crashing on purpose (the prompt said CRASH)", file=sys.stderr)
+        return 3
+    text = " ".join(typed)
+    save_turns(home, turn.session_id, [*turns, {"prompt": prompt, "reply": text}])
+    if len(typed) < len(words):
+        interrupted(turn, text)
+    else:
+        finish(turn, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""Claude Code's ``--output-format stream-json`` dialect, read line by line into chunks.
+
+Each stdout line is one JSON object tagged by ``type``: ``system``, ``stream_event`` (raw
+Anthropic SSE events, with ``--include-partial-messages``), ``assistant`` and ``user``
+(one content block per line), ``result`` and ``control_request``. The parser never raises
+and never drops a line: text that is not a JSON object, or an object that does not fit the
+schema, becomes a ``raw`` chunk; an object of a type it does not know becomes a ``system``
+chunk naming the type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any
+
+import msgspec
+
+from agentplex.client.protocol import ChunkKind, Stream, Usage
+from agentplex.plugins.api import ChunkData
+
+SUMMARY_CHARS = 160
+"""Longest one-line summary of a tool call."""
+_SUMMARY_KEYS = ("command", "file_path", "path", "pattern", "url", "query", "description")
+
+
+# --------------------------------------------------------------------------- schema
+
+
+class _Block(msgspec.Struct, frozen=True):
+    """A message content block; which fields are set depends on ``type``."""
+
+    type: str = ""
+    text: str | None = None
+    thinking: str | None = None
+    name: str | None = None
+    input: Any = None
+    content: Any = None
+    is_error: bool | None = None
+
+
+class _Message(msgspec.Struct, frozen=True):
+    content: str | list[_Block] = ""
+    model: str | None = None
+
+
+class _Delta(msgspec.Struct, frozen=True):
+    type: str = ""
+    text: str | None = None
+    thinking: str | None = None
+
+
+class _Event(msgspec.Struct, frozen=True):
+    type: str = ""
+    delta: _Delta | None = None
+
+
+class _Line(msgspec.Struct, frozen=True, tag_field="type"):
+    session_id: str | None = None
+
+
+class _System(_Line, frozen=True, tag="system"):
+    subtype: str = ""
+    model: str | None = None
+    status: str | None = None
+    attempt: int | None = None
+    max_retries: int | None = None
+    error_status: int | None = None
+    error: str | None = None
+
+
+class _StreamEvent(_Line, frozen=True, tag="stream_event"):
+    event: _Event = _Event()
+
+
+class _Assistant(_Line, frozen=True, tag="assistant"):
+    message: _Message = _Message()
+
+
+class _User(_Line, frozen=True, tag="user"):
+    message: _Message = _Message()
+
+
+class _ResultUsage(msgspec.Struct, frozen=True):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+
+class _Result(_Line, frozen=True, tag="result"):
+    subtype: str = ""
+    is_error: bool | None = None
+    result: str | None = None
+    errors: list[Any] = []
+    usage: _ResultUsage | None = None
+    total_cost_usd: float | None = None
+    duration_ms: float | None = None
+
+
+class _ControlBody(msgspec.Struct, frozen=True):
+    subtype: str = ""
+    tool_name: str | None = None
+    input: Any = None
+
+
+class _ControlRequest(_Line, frozen=True, tag="control_request"):
+    request: _ControlBody = _ControlBody()
+
+
+_Known = _System | _StreamEvent | _Assistant | _User | _Result | _ControlRequest
+_decode_known = msgspec.json.Decoder(_Known).decode
+_decode_any = msgspec.json.Decoder().decode
+
+
+# --------------------------------------------------------------------------- parser
+
+
+class ClaudeStreamParser:
+    """An ``OutputParser`` for Claude Code's stream-json output (and the demo agent's)."""
+
+    def parse(self, line: str, stream: Stream) -> list[ChunkData]:
+        if stream != Stream.STDOUT:
+            return [_raw(line)]
+        data = line.encode("utf-8", "replace")
+        try:
+            known = _decode_known(data)
+        except msgspec.ValidationError:
+            return _unknown(line, data)
+        except (msgspec.DecodeError, RecursionError):
+            return [_raw(line)]
+        chunks = _chunks(known)
+        if known.session_id is None:
+            return chunks
+        return [dataclasses.replace(c, cli_session_id=known.session_id) for c in chunks]
+
+
+def _chunks(line: _Known) -> list[ChunkData]:
+    match line:
+        case _System():
+            return [ChunkData(ChunkKind.SYSTEM, _system_text(line), model=line.model)]
+        case _StreamEvent(event=_Event(type="content_block_delta", delta=_Delta() as delta)):
+            return _delta_chunks(delta)
+        case _StreamEvent():
+            return []
+        case _Assistant(message=message):
+            return [_assistant_chunk(block) for block in _blocks(message)]
+        case _User(message=message):
+            return [_user_chunk(block) for block in _blocks(message)]
+        case _Result():
+            return [_result_chunk(line)]
+        case _ControlRequest(request=request):
+            return [_control_chunk(request)]
+
+
+def _raw(line: str) -> ChunkData:
+    return ChunkData(ChunkKind.RAW, line)
+
+
+def _unknown(line: str, data: bytes) -> list[ChunkData]:
+    """A line the schema does not fit: ``system`` naming an unknown type, else ``raw``."""
+    try:
+        obj = _decode_any(data)
+    except (msgspec.DecodeError, RecursionError):
+        return [_raw(line)]
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        return [_raw(line)]
+    if obj["type"] in _KNOWN_TYPES:
+        return [_raw(line)]
+    session_id = obj.get("session_id")
+    cli_session_id = session_id if isinstance(session_id, str) else None
+    return [ChunkData(ChunkKind.SYSTEM, obj["type"], cli_session_id=cli_session_id)]
+
+
+_KNOWN_TYPES = frozenset(t.__struct_config__.tag for t in typing.get_args(_Known))
+
+
+def _system_text(line: _System) -> str:
+    match line.subtype:
+        case "init":
+            return f"init: model {line.model}"
+        case "status":
+            return f"status: {line.status}"
+        case "api_retry":
+            return (f"api_retry: attempt {line.attempt}/{line.max_retries} after "
+                    f"{line.error_status} {line.error}")
+        case subtype:
+            return subtype or "system"
+
+
+def _delta_chunks(delta: _Delta) -> list[ChunkData]:
+    if delta.type == "text_delta" and delta.text is not None:
+        return [ChunkData(ChunkKind.TEXT, delta.text, partial=True)]
+    if delta.type == "thinking_delta" and delta.thinking is not None:
+        return [ChunkData(ChunkKind.THINKING, delta.thinking, partial=True)]
+    return []
+
+
+def _blocks(message: _Message) -> list[_Block]:
+    if isinstance(message.content, str):
+        return [_Block(type="text", text=message.content)]
+    return message.content
+
+
+def _assistant_chunk(block: _Block) -> ChunkData:
+    match block.type:
+        case "text":
+            return ChunkData(ChunkKind.TEXT, block.text or "")
+        case "thinking":
+            return ChunkData(ChunkKind.THINKING, block.thinking or "")
+        case "redacted_thinking":
+            return ChunkData(ChunkKind.THINKING, "[redacted thinking]")
+        case "tool_use" | "server_tool_use":
+            name = block.name or "?"
+            return ChunkData(ChunkKind.TOOL_USE, tool_summary(name, block.input),
+                             tool_name=name, tool_input=block.input)
+        case other:
+            return ChunkData(ChunkKind.SYSTEM, f"assistant {other or 'untyped'} block")
+
+
+def _user_chunk(block: _Block) -> ChunkData:
+    if block.type == "tool_result":
+        return ChunkData(ChunkKind.TOOL_RESULT, _content_text(block.content),
+                         is_error=bool(block.is_error))
+    if block.type == "text":
+        return ChunkData(ChunkKind.SYSTEM, block.text or "")
+    return ChunkData(ChunkKind.SYSTEM, f"user {block.type or 'untyped'} block")
+
+
+def _content_text(content: Any) -> str:
+    """The text of a tool result: a string, or a list of blocks whose text is joined."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return "" if content is None else _compact(content)
+    parts = [_block_text(block) for block in content]
+    return "\n".join(part for part in parts if part)
+
+
+def _block_text(block: Any) -> str:
+    if not isinstance(block, dict):
+        return _compact(block)
+    text = block.get("text")
+    if block.get("type") == "text" and isinstance(text, str):
+        return text
+    return f"[{block.get('type', 'block')}]"
+
+
+def _result_chunk(line: _Result) -> ChunkData:
+    is_error = bool(line.is_error) or line.subtype.startswith("error")
+    errors = "\n".join(e if isinstance(e, str) else _compact(e) for e in line.errors)
+    text = line.result or errors or (line.subtype if is_error else "")
+    return ChunkData(ChunkKind.RESULT, text, is_error=is_error, usage=_usage(line))
+
+
+def _usage(line: _Result) -> Usage:
+    usage = line.usage or _ResultUsage()
+    return Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_tokens=usage.cache_read_input_tokens + usage.cache_creation_input_tokens,
+        cost_usd=line.total_cost_usd or 0.0,
+        duration_ms=None if line.duration_ms is None else int(line.duration_ms),
+    )
+
+
+def _control_chunk(request: _ControlBody) -> ChunkData:
+    if request.subtype != "can_use_tool":
+        return ChunkData(ChunkKind.SYSTEM, f"control_request: {request.subtype or '?'}")
+    name = request.tool_name or "?"
+    text = f"permission: {tool_summary(name, request.input)}"
+    return ChunkData(ChunkKind.PERMISSION_REQUEST, text, tool_name=name, tool_input=request.input)
+
+
+def tool_summary(name: str, tool_input: Any) -> str:
+    """One line saying what a tool call does, such as ``Bash: echo hi``."""
+    detail = _compact(tool_input) if tool_input is not None else ""
+    if isinstance(tool_input, dict):
+        key = next((k for k in _SUMMARY_KEYS if isinstance(tool_input.get(k), str)), None)
+        detail = tool_input[key] if key else detail
+    line = " ".join(f"{name}: {detail}".split()) if detail else name
+    return line if len(line) <= SUMMARY_CHARS else line[: SUMMARY_CHARS - 1] + "…"
+
+
+def _compact(value: Any) -> str:
+    """A decoded JSON value as compact JSON text."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    except RecursionError:
+        return "[nested too deeply to show]"

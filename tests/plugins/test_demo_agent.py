@@ -1,0 +1,277 @@
+"""The demo agent, run as a real child process, and the demo backend that drives it."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from agentplex.client.protocol import ChunkKind, Stream
+from agentplex.plugins.api import Backend, ChunkData, SessionSpec
+from agentplex.plugins.demo import DemoBackend
+
+DEMO = [sys.executable, "-m", "agentplex.plugins.demo_agent"]
+FLAGS = ["--output-format", "stream-json", "--verbose", "--include-partial-messages"]
+TIMEOUT = 30.0
+INTERRUPTED = "[Request interrupted by user]"
+
+JSON = dict[str, Any]
+
+
+@dataclass
+class Run:
+    """What one demo-agent process printed, and how it ended."""
+
+    code: int
+    lines: list[JSON]
+    stderr: str
+
+    def of_type(self, kind: str) -> list[JSON]:
+        return [line for line in self.lines if line["type"] == kind]
+
+    @property
+    def result(self) -> JSON:
+        [result] = self.of_type("result")
+        return result
+
+    @property
+    def session_id(self) -> str:
+        [session_id] = {line["session_id"] for line in self.lines}
+        return str(session_id)
+
+    @property
+    def typed(self) -> str:
+        return "".join(e["event"]["delta"]["text"] for e in self.of_type("stream_event")
+                       if is_text_delta(e))
+
+
+class LineReader:
+    """Reads a child's stdout on a thread, so a test can wait for a line with a deadline."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_line(self, predicate: Callable[[JSON], bool], timeout: float = TIMEOUT) -> list[JSON]:
+        """Every line up to and including the first that ``predicate`` accepts."""
+        seen: list[JSON] = []
+        while True:
+            line = self.lines.get(timeout=timeout)
+            assert line is not None, f"stdout ended before the awaited line; saw {seen}"
+            seen.append(json.loads(line))
+            if predicate(seen[-1]):
+                return seen
+
+    def wait_eof(self, timeout: float = TIMEOUT) -> list[JSON]:
+        """Every remaining line, once stdout is closed."""
+        rest: list[JSON] = []
+        while (line := self.lines.get(timeout=timeout)) is not None:
+            rest.append(json.loads(line))
+        return rest
+
+
+def is_text_delta(line: JSON) -> bool:
+    delta = line["event"].get("delta", {}) if line["type"] == "stream_event" else {}
+    return bool(delta.get("type") == "text_delta")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "AGENTPLEX_DEMO_HOME": str(tmp_path / "demo"),
+            "AGENTPLEX_DEMO_DELAY": "0.001"}
+
+
+def run(env: dict[str, str], prompt: str, *extra: str, flags: Iterable[str] = FLAGS) -> Run:
+    done = subprocess.run([*DEMO, "-p", prompt, *flags, *extra], env=env, capture_output=True,
+                          text=True, timeout=TIMEOUT, check=False)
+    return Run(done.returncode, [json.loads(line) for line in done.stdout.splitlines()],
+               done.stderr)
+
+
+# --------------------------------------------------------------------------- the agent
+
+
+def test_a_turn_is_init_typed_deltas_assistant_and_result(env: dict[str, str]) -> None:
+    turn = run(env, "hello there")
+    assert turn.code == 0, turn.stderr
+    assert turn.lines[0]["type"] == "system"
+    assert turn.lines[0]["subtype"] == "init"
+    assert turn.lines[0]["model"] == "demo-1"
+    assert turn.lines[-1]["type"] == "result"
+    [assistant] = turn.of_type("assistant")
+    text = turn.result["result"]
+    assert assistant["message"]["content"] == [{"type": "text", "text": text}]
+    assert assistant["message"]["id"].startswith("msg_demo_")
+    assert turn.typed == text
+    assert text.startswith("Turn 1. You said: hello there.")
+    assert turn.result["subtype"] == "success"
+    assert turn.result["is_error"] is False
+    assert uuid.UUID(turn.session_id).version == 4
+
+
+def test_resume_keeps_the_session_and_remembers_the_conversation(env: dict[str, str]) -> None:
+    first = run(env, "alpha")
+    second = run(env, "bravo", "--resume", first.session_id)
+    third = run(env, "charlie", "--resume", second.session_id)
+    assert [first.code, second.code, third.code] == [0, 0, 0]
+    assert first.session_id == second.session_id == third.session_id
+    reply = third.result["result"]
+    assert "Turn 3" in reply
+    assert "You said: charlie." in reply
+    assert "Before that you said: bravo." in reply
+    assert third.result["num_turns"] == 3
+
+
+def test_resuming_an_unknown_conversation_fails_like_claude(env: dict[str, str]) -> None:
+    missing = str(uuid.uuid4())
+    turn = run(env, "hello", "--resume", missing)
+    assert turn.code == 1
+    assert [line["type"] for line in turn.lines] == ["result"]
+    assert turn.result["subtype"] == "error_during_execution"
+    assert turn.result["is_error"] is True
+    assert turn.result["errors"] == [f"No conversation found with session ID: {missing}"]
+
+
+def test_sigint_mid_stream_ends_the_turn_gracefully(env: dict[str, str]) -> None:
+    with subprocess.Popen([*DEMO, "-p", "go SLOW please", *FLAGS], env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+        assert proc.stdout is not None
+        reader = LineReader(proc.stdout)
+        try:
+            lines = reader.wait_line(is_text_delta)
+            proc.send_signal(signal.SIGINT)
+            turn = Run(proc.wait(timeout=TIMEOUT), lines + reader.wait_eof(), "")
+        finally:
+            proc.kill()
+    assert turn.code == 0
+    [assistant] = turn.of_type("assistant")
+    partial = assistant["message"]["content"][0]["text"]
+    assert partial == turn.typed
+    assert 0 < len(partial.split()) < 200
+    [user] = turn.of_type("user")
+    assert user["message"]["content"] == [{"type": "text", "text": INTERRUPTED}]
+    assert turn.result["subtype"] == "error_during_execution"
+    assert turn.result["is_error"] is True
+    assert turn.lines[-1]["type"] == "result"
+
+    after = run(env, "are you still there", "--resume", turn.session_id)
+    assert after.code == 0, after.stderr
+    assert after.session_id == turn.session_id
+    assert after.result["result"].startswith(
+        "Turn 2. You said: are you still there. Before that you said: go SLOW please."
+    )
+
+
+def test_crash_exits_3_mid_stream_without_a_result(env: dict[str, str]) -> None:
+    turn = run(env, "please CRASH now")
+    assert turn.code == 3
+    assert turn.typed
+    assert turn.of_type("result") == []
+    assert "CRASH" in turn.stderr
+
+
+def test_fail_reports_an_error_result(env: dict[str, str]) -> None:
+    turn = run(env, "FAIL this one")
+    assert turn.code == 1
+    assert turn.result["is_error"] is True
+    assert turn.result["api_error_status"] == 500
+    assert turn.result["result"].startswith("API Error: 500")
+
+
+def test_without_partial_messages_there_are_no_stream_events(env: dict[str, str]) -> None:
+    turn = run(env, "quiet", flags=["--output-format", "stream-json", "--verbose"])
+    assert turn.code == 0
+    assert [line["type"] for line in turn.lines] == ["system", "assistant", "result"]
+
+
+def test_a_prompt_may_look_like_a_flag(env: dict[str, str]) -> None:
+    turn = run(env, "--help me")
+    assert turn.code == 0, turn.stderr
+    assert "You said: --help me." in turn.result["result"]
+
+
+def test_an_empty_prompt_is_refused(env: dict[str, str]) -> None:
+    turn = subprocess.run([*DEMO, "-p", "", *FLAGS], env=env, capture_output=True, text=True,
+                          timeout=TIMEOUT, check=False)
+    assert turn.returncode == 2
+    assert turn.stdout == ""
+
+
+# --------------------------------------------------------------------------- the backend
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> SessionSpec:
+    return SessionSpec(session_id="s1", cwd=tmp_path, scratch_dir=tmp_path / "scratch",
+                       env={"AGENTPLEX_DEMO_DELAY": "0.001"})
+
+
+def run_backend_turn(backend: Backend, spec: SessionSpec, message: str,
+                     resume_id: str | None = None) -> list[ChunkData]:
+    env = {**os.environ, **backend.environment(spec)}
+    done = subprocess.run(backend.argv(spec, message, resume_id), env=env, cwd=spec.cwd,
+                          capture_output=True, text=True, timeout=TIMEOUT, check=True)
+    parser = backend.parser()
+    return [c for line in done.stdout.splitlines() for c in parser.parse(line, Stream.STDOUT)]
+
+
+def test_demo_backend_describes_itself() -> None:
+    backend = DemoBackend()
+    assert isinstance(backend, Backend)
+    assert (backend.id, backend.mode) == ("demo", "turn")
+    located = backend.locate()
+    assert located.available
+    assert located.executable == sys.executable
+    assert located.version == importlib.metadata.version("agentplex")
+
+
+def test_demo_backend_environment_and_argv(spec: SessionSpec) -> None:
+    backend = DemoBackend()
+    env = backend.environment(spec)
+    assert Path(env["AGENTPLEX_DEMO_HOME"]).is_dir()
+    assert env["AGENTPLEX_DEMO_DELAY"] == "0.001"
+    assert backend.argv(spec, "hi", None) == [*DEMO, "-p", "hi", *FLAGS]
+    assert backend.argv(spec, "hi", "abc")[-2:] == ["--resume", "abc"]
+
+
+def test_demo_backend_encodes_input_as_a_claude_user_line() -> None:
+    line = DemoBackend().encode_input("hello")
+    assert line.endswith(b"\n")
+    assert json.loads(line) == {"type": "user", "message": {"role": "user", "content": "hello"}}
+
+
+def test_demo_backend_turns_parse_into_chunks(spec: SessionSpec) -> None:
+    backend = DemoBackend()
+    first = run_backend_turn(backend, spec, "hello")
+    assert first[0].kind is ChunkKind.SYSTEM
+    assert first[0].model == "demo-1"
+    partial = "".join(c.text for c in first if c.kind is ChunkKind.TEXT and c.partial)
+    [full] = [c for c in first if c.kind is ChunkKind.TEXT and not c.partial]
+    [result] = [c for c in first if c.kind is ChunkKind.RESULT]
+    assert partial == full.text == result.text
+    assert result.usage is not None
+    assert result.usage.output_tokens > 0
+    [cli_session_id] = {c.cli_session_id for c in first}
+    assert cli_session_id is not None
+
+    second = run_backend_turn(backend, spec, "again", cli_session_id)
+    [result] = [c for c in second if c.kind is ChunkKind.RESULT]
+    assert result.text.startswith("Turn 2. You said: again. Before that you said: hello.")
+    assert {c.cli_session_id for c in second} == {cli_session_id}

@@ -1,0 +1,67 @@
+"""Terminating a session ends its whole tree, even processes that left its group."""
+
+from __future__ import annotations
+
+import sys
+
+import psutil
+from support import DaemonProcess, descendants_with_marker, is_chunk, next_event
+
+from agentplex.client import Client
+from agentplex.client import protocol as p
+from agentplex.client.transcripts import read_records
+
+ESCAPING_GRANDCHILD = """
+import os, signal, sys, time
+if os.fork() == 0:
+    os.setsid()
+    middle = os.getpid()
+    if os.fork() > 0:
+        os._exit(0)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while os.getppid() == middle:  # report only once re-parented to the subreaper
+        time.sleep(0.01)
+    print(f"grandchild {os.getpid()}", flush=True)
+    while True:
+        time.sleep(1)
+print(f"leader {os.getpid()}", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_terminate_kills_a_setsid_double_forked_grandchild_that_ignores_sigterm(
+    daemon: DaemonProcess, client: Client
+) -> None:
+    with client.subscribe(p.CHUNK_TOPIC) as events:
+        info = client.start("exec", argv=[sys.executable, "-c", ESCAPING_GRANDCHILD])
+        ready = next_event(events, is_chunk(info.id, text="grandchild"))
+    grandchild = int(ready.text.split()[1])  # type: ignore[union-attr]
+    assert psutil.Process(grandchild).ppid() == daemon.process.pid  # re-parented: subreaper
+
+    reply = client.terminate(info.id, grace=0.5)
+
+    assert reply.escalated
+    assert reply.session.status is p.SessionStatus.TERMINATED
+    assert not psutil.pid_exists(grandchild)
+    assert descendants_with_marker(info.id) == []
+    zombies = [c for c in psutil.Process(daemon.process.pid).children(recursive=True)
+               if c.status() == psutil.STATUS_ZOMBIE]
+    assert zombies == []
+    records = list(read_records(info.transcript))
+    assert isinstance(records[-1], p.Footer)
+    assert records[-1].status is p.SessionStatus.TERMINATED
+
+
+def test_terminate_of_a_polite_session_needs_no_sigkill(daemon: DaemonProcess, client: Client) -> None:
+    info = client.start("exec", argv=["sleep", "300"])
+    reply = client.terminate(info.id, grace=5)
+    assert not reply.escalated
+    assert reply.session.exit_code is None
+    assert descendants_with_marker(info.id) == []
+
+
+def test_terminate_twice_returns_the_ended_session(daemon: DaemonProcess, client: Client) -> None:
+    info = client.start("exec", argv=["sleep", "300"])
+    client.terminate(info.id)
+    again = client.terminate(info.id)
+    assert again.session.status is p.SessionStatus.TERMINATED
