@@ -1,0 +1,69 @@
+"""The demo backend keeps one conversation across turns through its resume id."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from support import is_chunk, next_event
+
+from agentplex.client import Client
+from agentplex.client import protocol as p
+
+
+def test_a_demo_session_continued_with_three_sends_keeps_one_conversation(client: Client) -> None:
+    prompts = ["first question", "second question", "third question", "fourth question"]
+    with client.subscribe(p.CHUNK_TOPIC, p.SESSION_TOPIC) as events:
+        info = client.start("demo", prompts[0])
+        results = [next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))]
+        resume_ids = {client.inspect(info.id).cli_session_id}
+        for prompt in prompts[1:]:
+            client.send(prompt, info.id)
+            results.append(next_event(events, is_chunk(info.id, p.ChunkKind.RESULT)))
+            resume_ids.add(client.inspect(info.id).cli_session_id)
+        next_event(events, _became(info.id, p.SessionStatus.IDLE))
+
+    assert len(resume_ids) == 1 and None not in resume_ids
+    last = results[-1]
+    assert isinstance(last, p.Chunk)
+    assert "Turn 4" in last.text
+    assert "fourth question" in last.text and "third question" in last.text
+    final = client.inspect(info.id)
+    assert final.turns == 4
+    assert final.status is p.SessionStatus.IDLE
+    assert final.usage.output_tokens > 0
+
+
+def test_a_send_during_a_running_turn_is_queued_and_runs_next(client: Client) -> None:
+    with client.subscribe(p.CHUNK_TOPIC) as events:
+        info = client.start("demo", "SLOW please take your time")
+        next_event(events, is_chunk(info.id, p.ChunkKind.TEXT))
+        sent = client.send("queued follow-up", info.id)
+        assert sent.queued == 1
+        next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
+        second = next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
+    assert "queued follow-up" in second.text  # type: ignore[union-attr]
+
+
+def test_interrupt_stops_the_turn_and_the_next_send_resumes_the_conversation(
+    client: Client,
+) -> None:
+    with client.subscribe(p.CHUNK_TOPIC, p.SESSION_TOPIC) as events:
+        info = client.start("demo", "SLOW tell me everything")
+        next_event(events, is_chunk(info.id, p.ChunkKind.TEXT))
+        client.interrupt(info.id)
+        next_event(events, _became(info.id, p.SessionStatus.IDLE))
+        client.send("and now briefly", info.id)
+        result = next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
+    assert "Turn 2" in result.text  # type: ignore[union-attr]
+    assert "SLOW tell me everything" in result.text  # type: ignore[union-attr]
+
+
+def _became(session_id: str, status: p.SessionStatus) -> Callable[[p.Event], bool]:
+    def match(event: p.Event) -> bool:
+        return (
+            isinstance(event, p.StatusChanged)
+            and event.session_id == session_id
+            and event.status is status
+        )
+
+    return match
