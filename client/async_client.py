@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import collections
 import itertools
 import os
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -131,7 +132,7 @@ class AsyncClient:
         """One session's info (an id or unique prefix; None: the active session)."""
         return (await self.request(p.Inspect(session=session), p.Described, timeout)).session
 
-    async def follow(self, session: str, from_seq: int = 1) -> AsyncIterator[p.Chunk]:
+    async def follow(self, session: str, from_seq: int = 1) -> AsyncGenerator[p.Chunk, None]:
         """Every chunk of a session from ``from_seq`` on, exactly once and in seq order,
         live until the session ends.
 
@@ -167,7 +168,7 @@ class AsyncClient:
         """Make a session the active one; returns its full id."""
         return (await self.request(p.Switch(session=session), p.Switched, timeout)).session_id
 
-    async def backends(self, *, timeout: float | None = None) -> list[p.BackendInfo]:
+    async def backends(self, *, timeout: float | None = None) -> builtins.list[p.BackendInfo]:
         """Every backend plugin, whether its CLI was found, and its version."""
         return (await self.request(p.ListBackends(), p.Backends, timeout)).backends
 
@@ -236,9 +237,9 @@ class AsyncClient:
         finally:
             sub.close()
 
-    async def _wait_subscribed(self, sub: zmq.asyncio.Socket, token: str) -> list[p.Event]:
+    async def _wait_subscribed(self, sub: zmq.asyncio.Socket, token: str) -> builtins.list[p.Event]:
         """Ask for sync marks until one arrives; return the events that came before it."""
-        early: list[p.Event] = []
+        early: builtins.list[p.Event] = []
         with anyio.fail_after(self.timeout):
             while True:
                 await self.request(p.Sync(token=token), p.Synced, None)

@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--runtime-dir", help="daemon runtime dir (default: $AGENTPLEX_RUNTIME_DIR)")
+    parser.add_argument(
+        "--runtime-dir", help="daemon runtime dir (default: $AGENTPLEX_RUNTIME_DIR)"
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait per request")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_daemon(sub)
@@ -99,7 +101,9 @@ def _add_session_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         ("switch", "make a session the active one"),
     ):
         c = sub.add_parser(name, help=helptext)
-        c.add_argument("session", nargs=None if name == "switch" else "?", help="session id or prefix")
+        c.add_argument(
+            "session", nargs=None if name == "switch" else "?", help="session id or prefix"
+        )
     k = sub.add_parser("kill", help="terminate a session and its whole process tree")
     k.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
     k.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL")

@@ -28,7 +28,7 @@ def default_runtime_dir() -> Path:
 
 
 def default_state_dir() -> Path:
-    """``$AGENTPLEX_STATE_DIR``, else ``$XDG_STATE_HOME/agentplex``, else ~/.local/state/agentplex."""
+    """``$AGENTPLEX_STATE_DIR``, else ``$XDG_STATE_HOME/agentplex``, else ~/.local/state/..."""
     explicit = os.environ.get("AGENTPLEX_STATE_DIR")
     if explicit:
         return Path(explicit)

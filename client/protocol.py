@@ -44,9 +44,7 @@ class SessionStatus(enum.StrEnum):
         return self in _ENDED
 
 
-_ENDED: Final = frozenset(
-    {SessionStatus.EXITED, SessionStatus.TERMINATED, SessionStatus.FAILED}
-)
+_ENDED: Final = frozenset({SessionStatus.EXITED, SessionStatus.TERMINATED, SessionStatus.FAILED})
 
 
 class ChunkKind(enum.StrEnum):
@@ -207,7 +205,16 @@ class Ping(_Request, frozen=True, tag="ping"):
 
 
 Request = (
-    Start | Send | Interrupt | Terminate | ListSessions | Inspect | Switch | ListBackends | Sync | Ping
+    Start
+    | Send
+    | Interrupt
+    | Terminate
+    | ListSessions
+    | Inspect
+    | Switch
+    | ListBackends
+    | Sync
+    | Ping
 )
 
 
@@ -453,8 +460,8 @@ Record = Header | MessageIn | Chunk | ProcessSpawned | ProcessExit | Footer
 # --------------------------------------------------------------------------- codecs
 
 encode = msgspec.json.Encoder().encode
-request_decoder: Final = msgspec.json.Decoder(Request)
+request_decoder: Final[msgspec.json.Decoder[Request]] = msgspec.json.Decoder(Request)
 envelope_decoder: Final = msgspec.json.Decoder(Envelope)
-reply_decoder: Final = msgspec.json.Decoder(Reply)
-event_decoder: Final = msgspec.json.Decoder(Event)
-record_decoder: Final = msgspec.json.Decoder(Record)
+reply_decoder: Final[msgspec.json.Decoder[Reply]] = msgspec.json.Decoder(Reply)
+event_decoder: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
+record_decoder: Final[msgspec.json.Decoder[Record]] = msgspec.json.Decoder(Record)

@@ -11,7 +11,10 @@ from agentplex.client.protocol import Chunk, ChunkKind, SessionInfo, Stream, enc
 
 def session_table(sessions: list[SessionInfo], active: str | None) -> str:
     """``agentplex ls``: one line per session, the active one starred."""
-    header = f"  {'ID':<8} {'BACKEND':<8} {'STATUS':<11} {'TURNS':>5} {'CHUNKS':>7} {'AGE':>6}  TAG/PERSONA"
+    header = (
+        f"  {'ID':<8} {'BACKEND':<8} {'STATUS':<11} {'TURNS':>5} {'CHUNKS':>7} {'AGE':>6}"
+        "  TAG/PERSONA"
+    )
     lines = [header]
     now = time.time()
     for s in sessions:

@@ -25,9 +25,8 @@ R = TypeVar("R")
 def _blocking(
     method: Callable[Concatenate[AsyncClient, P], Awaitable[R]],
 ) -> Callable[Concatenate[Client, P], R]:
-    def call(self: Client, *args: P.args, **kwargs: P.kwargs) -> R:
-        bound = getattr(self._async, method.__name__)
-        return self._portal.call(partial(bound, *args, **kwargs))
+    def call(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._portal.call(partial(method, self._async, *args, **kwargs))
 
     call.__name__ = method.__name__
     call.__doc__ = method.__doc__

@@ -35,8 +35,17 @@ class DemoBackend:
         return Located(True, executable=sys.executable, version=version)
 
     def argv(self, spec: SessionSpec, message: str | None, resume_id: str | None) -> list[str]:
-        argv = [sys.executable, "-m", "agentplex.plugins.demo_agent", "-p", message or "",
-                "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
+        argv = [
+            sys.executable,
+            "-m",
+            "agentplex.plugins.demo_agent",
+            "-p",
+            message or "",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--include-partial-messages",
+        ]
         return [*argv, "--resume", resume_id] if resume_id else argv
 
     def environment(self, spec: SessionSpec) -> dict[str, str]:

@@ -68,8 +68,12 @@ class Turn:
             self.line({"type": "stream_event", "event": event, "parent_tool_use_id": None})
 
     def usage(self, output_tokens: int) -> dict[str, int]:
-        return {"input_tokens": self.input_tokens, "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0, "output_tokens": output_tokens}
+        return {
+            "input_tokens": self.input_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": output_tokens,
+        }
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -139,44 +143,78 @@ def word_delay(prompt: str, words: int) -> float:
 
 def type_reply(turn: Turn, words: list[str], delay: float, crash: bool) -> list[str]:
     """Stream the words as text deltas, stopping early on SIGINT; the words typed."""
-    start: dict[str, Any] = {"id": turn.msg_id, "type": "message", "role": "assistant",
-                             "model": MODEL, "content": [], "stop_reason": None,
-                             "stop_sequence": None, "usage": turn.usage(1)}
+    start: dict[str, Any] = {
+        "id": turn.msg_id,
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": turn.usage(1),
+    }
     turn.event({"type": "message_start", "message": start})
-    turn.event({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "text", "text": ""}})
+    turn.event(
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    )
     typed: list[str] = []
     for word in words:
         if turn.interrupted:
             break
         if crash and len(typed) == CRASH_AFTER_WORDS:
             raise Crashed
-        turn.event({"type": "content_block_delta", "index": 0,
-                    "delta": {"type": "text_delta", "text": f" {word}" if typed else word}})
+        turn.event(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": f" {word}" if typed else word},
+            }
+        )
         typed.append(word)
         time.sleep(delay)
     return typed
 
 
 def assistant(turn: Turn, text: str, model: str = MODEL) -> None:
-    message = {"id": turn.msg_id, "type": "message", "role": "assistant", "model": model,
-               "content": [{"type": "text", "text": text}], "stop_reason": None,
-               "stop_sequence": None, "usage": turn.usage(1)}
+    message = {
+        "id": turn.msg_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": turn.usage(1),
+    }
     turn.line({"type": "assistant", "message": message, "parent_tool_use_id": None})
 
 
 def result(turn: Turn, text: str, **fields: Any) -> None:
-    turn.line({"type": "result", "subtype": "success", "is_error": False,
-               "duration_ms": int((time.monotonic() - turn.started) * 1000),
-               "num_turns": turn.number, "result": text, "total_cost_usd": 0.0,
-               "usage": turn.usage(len(text.split())), **fields})
+    turn.line(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "duration_ms": int((time.monotonic() - turn.started) * 1000),
+            "num_turns": turn.number,
+            "result": text,
+            "total_cost_usd": 0.0,
+            "usage": turn.usage(len(text.split())),
+            **fields,
+        }
+    )
 
 
 def finish(turn: Turn, text: str) -> None:
     turn.event({"type": "content_block_stop", "index": 0})
     assistant(turn, text)
-    turn.event({"type": "message_delta", "usage": {"output_tokens": len(text.split())},
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None}})
+    turn.event(
+        {
+            "type": "message_delta",
+            "usage": {"output_tokens": len(text.split())},
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        }
+    )
     turn.event({"type": "message_stop"})
     result(turn, text)
 
@@ -185,8 +223,13 @@ def interrupted(turn: Turn, text: str) -> None:
     if text:
         assistant(turn, text)
     content = [{"type": "text", "text": INTERRUPTED}]
-    turn.line({"type": "user", "message": {"role": "user", "content": content},
-               "parent_tool_use_id": None})
+    turn.line(
+        {
+            "type": "user",
+            "message": {"role": "user", "content": content},
+            "parent_tool_use_id": None,
+        }
+    )
     result(turn, "", subtype="error_during_execution", is_error=True, errors=[INTERRUPTED])
 
 
@@ -204,15 +247,30 @@ def main(argv: list[str] | None = None) -> int:
     turns = load_turns(home, args.resume) if args.resume else []
     turn.session_id = args.resume if args.resume and turns is not None else str(uuid.uuid4())
     if turns is None:
-        result(turn, "", subtype="error_during_execution", is_error=True,
-               errors=[f"No conversation found with session ID: {args.resume}"])
+        result(
+            turn,
+            "",
+            subtype="error_during_execution",
+            is_error=True,
+            errors=[f"No conversation found with session ID: {args.resume}"],
+        )
         return 1
     turn.number = len(turns) + 1
     said = [prompt, *(f"{t['prompt']} {t['reply']}" for t in turns)]
     turn.input_tokens = sum(len(text) for text in said) // 4 + 1
-    turn.line({"type": "system", "subtype": "init", "cwd": os.getcwd(), "tools": [],
-               "mcp_servers": [], "model": MODEL, "permissionMode": "default",
-               "apiKeySource": "none", "output_style": "default"})
+    turn.line(
+        {
+            "type": "system",
+            "subtype": "init",
+            "cwd": os.getcwd(),
+            "tools": [],
+            "mcp_servers": [],
+            "model": MODEL,
+            "permissionMode": "default",
+            "apiKeySource": "none",
+            "output_style": "default",
+        }
+    )
     if "FAIL" in prompt:
         fail(turn)
         return 1

@@ -183,8 +183,10 @@ def _system_text(line: _System) -> str:
         case "status":
             return f"status: {line.status}"
         case "api_retry":
-            return (f"api_retry: attempt {line.attempt}/{line.max_retries} after "
-                    f"{line.error_status} {line.error}")
+            return (
+                f"api_retry: attempt {line.attempt}/{line.max_retries} after "
+                f"{line.error_status} {line.error}"
+            )
         case subtype:
             return subtype or "system"
 
@@ -213,16 +215,21 @@ def _assistant_chunk(block: _Block) -> ChunkData:
             return ChunkData(ChunkKind.THINKING, "[redacted thinking]")
         case "tool_use" | "server_tool_use":
             name = block.name or "?"
-            return ChunkData(ChunkKind.TOOL_USE, tool_summary(name, block.input),
-                             tool_name=name, tool_input=block.input)
+            return ChunkData(
+                ChunkKind.TOOL_USE,
+                tool_summary(name, block.input),
+                tool_name=name,
+                tool_input=block.input,
+            )
         case other:
             return ChunkData(ChunkKind.SYSTEM, f"assistant {other or 'untyped'} block")
 
 
 def _user_chunk(block: _Block) -> ChunkData:
     if block.type == "tool_result":
-        return ChunkData(ChunkKind.TOOL_RESULT, _content_text(block.content),
-                         is_error=bool(block.is_error))
+        return ChunkData(
+            ChunkKind.TOOL_RESULT, _content_text(block.content), is_error=bool(block.is_error)
+        )
     if block.type == "text":
         return ChunkData(ChunkKind.SYSTEM, block.text or "")
     return ChunkData(ChunkKind.SYSTEM, f"user {block.type or 'untyped'} block")

@@ -54,9 +54,7 @@ from agentplex.supervisor.manager import SessionManager
 
 log = structlog.get_logger(__name__)
 
-_REQUEST_TYPES = frozenset(
-    t.__struct_config__.tag for t in Request.__args__  # type: ignore[attr-defined]
-)
+_REQUEST_TYPES = frozenset(t.__struct_config__.tag for t in Request.__args__)
 
 
 class ControlServer:
@@ -156,13 +154,14 @@ def decode_request(body: list[bytes]) -> Request:
     except msgspec.DecodeError as exc:
         raise _explain(frame, exc) from None
     if request.v != PROTOCOL_VERSION:
-        raise _Undecodable(
-            UnsupportedVersion(
-                f"protocol version {request.v} is not supported (this daemon speaks {PROTOCOL_VERSION})"
-            ),
-            request.id,
-        )
+        raise _Undecodable(_unsupported(request.v), request.id)
     return request
+
+
+def _unsupported(version: object) -> UnsupportedVersion:
+    return UnsupportedVersion(
+        f"protocol version {version!r} is not supported (this daemon speaks {PROTOCOL_VERSION})"
+    )
 
 
 def _explain(frame: bytes, exc: msgspec.DecodeError) -> _Undecodable:
@@ -172,9 +171,7 @@ def _explain(frame: bytes, exc: msgspec.DecodeError) -> _Undecodable:
         return _Undecodable(BadRequest(f"not a JSON request object: {exc}"), 0)
     request_id = envelope.id if isinstance(envelope.id, int) else 0
     if envelope.v is not None and envelope.v != PROTOCOL_VERSION:
-        error: AgentplexError = UnsupportedVersion(
-            f"protocol version {envelope.v} is not supported (this daemon speaks {PROTOCOL_VERSION})"
-        )
+        error: AgentplexError = _unsupported(envelope.v)
     elif envelope.type is not None and envelope.type not in _REQUEST_TYPES:
         error = UnknownRequestType(f"unknown request type {envelope.type!r}")
     else:

@@ -21,9 +21,9 @@ from agentplex.client.protocol import PROTOCOL_VERSION, DaemonInfo
 from agentplex.supervisor import _linux
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.config import Config
-from agentplex.supervisor.logs import configure_logging
 from agentplex.supervisor.control import ControlServer
 from agentplex.supervisor.events import EventPublisher
+from agentplex.supervisor.logs import configure_logging
 from agentplex.supervisor.manager import SessionManager
 from agentplex.supervisor.process_group import ChildReaper
 from agentplex.supervisor.registry import SessionRegistry

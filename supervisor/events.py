@@ -56,9 +56,7 @@ class EventPublisher:
 
     def status_changed(self, info: SessionInfo, previous: SessionStatus) -> None:
         self.publish(
-            StatusChanged(
-                session_id=info.id, status=info.status, previous=previous, ts=time.time()
-            )
+            StatusChanged(session_id=info.id, status=info.status, previous=previous, ts=time.time())
         )
         self.list_changed()
 

@@ -195,9 +195,7 @@ def _session_of(proc: psutil.Process, by_pgid: Mapping[int, str]) -> str | None:
     return None
 
 
-async def kill_tree(
-    session_id: str, pgid: int | None, grace: float, reaper: ChildReaper
-) -> bool:
+async def kill_tree(session_id: str, pgid: int | None, grace: float, reaper: ChildReaper) -> bool:
     """SIGTERM every process of a session, SIGKILL what is left after ``grace`` seconds.
 
     Repeats until a scan finds nothing (a process may fork while being stopped) and

@@ -13,6 +13,7 @@ import anyio
 import msgspec
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from agentplex.client.errors import QueueFull, SessionEnded, SpawnFailed
 from agentplex.client.protocol import (
@@ -54,7 +55,7 @@ class _Process:
     child: Child
     parser: OutputParser
     stderr_tail: collections.deque[str]
-    inbox: anyio.abc.ObjectSendStream[bytes] | None = None
+    inbox: MemoryObjectSendStream[bytes] | None = None
     interrupted: bool = False
 
 
@@ -146,9 +147,7 @@ class Session:
             self._start_turn(message)
             return 0
         if len(self._pending) >= self._context.config.queue_limit:
-            raise QueueFull(
-                f"session {self.id} already holds {len(self._pending)} queued messages"
-            )
+            raise QueueFull(f"session {self.id} already holds {len(self._pending)} queued messages")
         self._pending.append(message)
         return len(self._pending)
 
@@ -204,7 +203,9 @@ class Session:
             )
         except OSError as exc:
             raise SpawnFailed(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
-        process = _Process(child, self.backend.parser(), collections.deque(maxlen=STDERR_TAIL_LINES))
+        process = _Process(
+            child, self.backend.parser(), collections.deque(maxlen=STDERR_TAIL_LINES)
+        )
         self._process = process
         self._process_done = anyio.Event()
         self.transcript.write(
@@ -238,9 +239,7 @@ class Session:
                 process.inbox.close()
         self._process_ended(process)
 
-    async def _pump(
-        self, process: _Process, fd: int, stream: Stream, done: _Countdown
-    ) -> None:
+    async def _pump(self, process: _Process, fd: int, stream: Stream, done: _Countdown) -> None:
         def deliver(lines: list[Line]) -> None:
             self._emit(lines, stream, process)
 
@@ -254,7 +253,9 @@ class Session:
         assert status is not None
         self._process = None
         self.transcript.write(
-            ProcessExit(pid=process.child.pid, ts=time.time(), code=status.code, signal=status.signal)
+            ProcessExit(
+                pid=process.child.pid, ts=time.time(), code=status.code, signal=status.signal
+            )
         )
         self.exit_code = status.code
         self._process_done.set()
@@ -273,7 +274,8 @@ class Session:
         elif failed:
             tail = "\n".join(process.stderr_tail)
             self._emit_daemon(
-                ChunkKind.ERROR, f"{self.backend.id} turn {self.turns} failed: {how}\n{tail}".rstrip()
+                ChunkKind.ERROR,
+                f"{self.backend.id} turn {self.turns} failed: {how}\n{tail}".rstrip(),
             )
         while self._pending:
             try:
@@ -308,8 +310,12 @@ class Session:
             self._context.events.publish_chunks(self.id, payloads)
 
     def _emit_daemon(self, kind: ChunkKind, text: str) -> None:
-        payload = self._chunk(ChunkData(kind, text, is_error=kind is ChunkKind.ERROR),
-                              Stream.DAEMON, time.time(), None)
+        payload = self._chunk(
+            ChunkData(kind, text, is_error=kind is ChunkKind.ERROR),
+            Stream.DAEMON,
+            time.time(),
+            None,
+        )
         self.transcript.write_lines((payload,))
         self._context.events.publish_chunks(self.id, (payload,))
 
@@ -390,7 +396,7 @@ class _Countdown:
 
 
 async def _feed_stdin(
-    fd: int, inbox: anyio.abc.ObjectReceiveStream[bytes], log: structlog.typing.FilteringBoundLogger
+    fd: int, inbox: MemoryObjectReceiveStream[bytes], log: structlog.typing.FilteringBoundLogger
 ) -> None:
     """Write queued messages to a long-lived agent's stdin; the pipe paces the writes."""
     try:

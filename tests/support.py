@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +44,9 @@ class DaemonProcess:
     def client(self, timeout: float = 10.0) -> Client:
         return Client(self.runtime_dir, timeout=timeout)
 
-    def cli(self, *args: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = False, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``agentplex ARGS`` against this daemon."""
         return subprocess.run(
             [sys.executable, "-m", "agentplex.client.cli", *args],
@@ -115,7 +117,9 @@ def next_event(
     raise AssertionError(f"no matching event within {timeout} s")
 
 
-def is_chunk(session_id: str, kind: p.ChunkKind | None = None, text: str | None = None) -> Callable[[p.Event], bool]:
+def is_chunk(
+    session_id: str, kind: p.ChunkKind | None = None, text: str | None = None
+) -> Callable[[p.Event], bool]:
     """A predicate for ``next_event``: a chunk of this session (of this kind, containing text)."""
 
     def match(event: p.Event) -> bool:

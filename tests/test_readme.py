@@ -10,7 +10,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_COPIED = shutil.ignore_patterns(
-    ".git", ".venv", "__pycache__", "*.egg-info", ".hypothesis", ".pytest_cache", "node_modules",
+    ".git",
+    ".venv",
+    "__pycache__",
+    "*.egg-info",
+    ".hypothesis",
+    ".pytest_cache",
+    "node_modules",
     "build",
 )
 
@@ -35,9 +41,7 @@ def test_the_main_command_runs_a_daemon_and_a_demo_conversation_in_a_fresh_venv(
 ) -> None:
     tree = short_tmp / "tree"
     shutil.copytree(ROOT, tree, ignore=NOT_COPIED)
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith("VIRTUAL_ENV")
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("VIRTUAL_ENV")}
     env.update(
         AGENTPLEX_RUNTIME_DIR=str(short_tmp / "run"),
         AGENTPLEX_STATE_DIR=str(short_tmp / "state"),

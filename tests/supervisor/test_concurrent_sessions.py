@@ -32,7 +32,9 @@ def test_twenty_sessions_stream_at_once_each_subscriber_sees_its_own_chunks_in_o
             demos = [client.start("demo", f"hello number {i}", tag="many") for i in range(10)]
             for info in execs:
                 client.send("300", info.id)
-            published = _collect_until_all_done(everything, {s.id for s in execs}, {s.id for s in demos})
+            published = _collect_until_all_done(
+                everything, {s.id for s in execs}, {s.id for s in demos}
+            )
             mine = _drain_one_session(only_target, target.id)
 
     assert {c.session_id for c in mine} == {target.id}

@@ -38,7 +38,9 @@ def test_a_second_daemon_on_the_same_runtime_dir_is_refused_in_one_line(
         assert client.ping().pid == daemon.process.pid
 
 
-def test_two_daemons_on_separate_dirs_run_side_by_side(daemon: DaemonProcess, short_tmp: Path) -> None:
+def test_two_daemons_on_separate_dirs_run_side_by_side(
+    daemon: DaemonProcess, short_tmp: Path
+) -> None:
     from support import start_daemon
 
     other = start_daemon(short_tmp / "other")

@@ -12,7 +12,12 @@ from support import descendants_with_marker, next_event, start_daemon
 from agentplex.client import protocol as p
 from agentplex.client.transcripts import read_records
 
-STUBBORN = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(300)"
+STUBBORN = (
+    "import signal, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(300)"
+)
 GRACE = 1.0
 
 

@@ -44,15 +44,20 @@ def test_terminate_kills_a_setsid_double_forked_grandchild_that_ignores_sigterm(
     assert reply.session.status is p.SessionStatus.TERMINATED
     assert not psutil.pid_exists(grandchild)
     assert descendants_with_marker(info.id) == []
-    zombies = [c for c in psutil.Process(daemon.process.pid).children(recursive=True)
-               if c.status() == psutil.STATUS_ZOMBIE]
+    zombies = [
+        c
+        for c in psutil.Process(daemon.process.pid).children(recursive=True)
+        if c.status() == psutil.STATUS_ZOMBIE
+    ]
     assert zombies == []
     records = list(read_records(info.transcript))
     assert isinstance(records[-1], p.Footer)
     assert records[-1].status is p.SessionStatus.TERMINATED
 
 
-def test_terminate_of_a_polite_session_needs_no_sigkill(daemon: DaemonProcess, client: Client) -> None:
+def test_terminate_of_a_polite_session_needs_no_sigkill(
+    daemon: DaemonProcess, client: Client
+) -> None:
     info = client.start("exec", argv=["sleep", "300"])
     reply = client.terminate(info.id, grace=5)
     assert not reply.escalated
