@@ -78,21 +78,30 @@ class AsyncClient:
 
     async def start(
         self,
-        backend: str,
+        backend: str | None = None,
         prompt: str | None = None,
         *,
         persona: str | None = None,
+        mode: str | None = None,
+        model: str | None = None,
+        permission_policy: str | None = None,
         tag: str | None = None,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
         argv: Sequence[str] = (),
         timeout: float | None = None,
     ) -> p.SessionInfo:
-        """Start a session; returns its info (status ``running`` once its process runs)."""
+        """Start a session; returns its info (status ``running`` once its process runs).
+
+        No ``backend``: the persona's default backend, else ``demo``.
+        """
         request = p.Start(
             backend=backend,
             prompt=prompt,
             persona=persona,
+            mode=mode,
+            model=model,
+            permission_policy=permission_policy,
             tag=tag,
             cwd=os.fspath(cwd) if cwd is not None else None,
             env=dict(env or {}),
@@ -121,6 +130,22 @@ class AsyncClient:
         """End a session and its whole process tree; returns once nothing of it runs."""
         wait = timeout if timeout is not None else self.timeout + (grace or 0) + 10
         return await self.request(p.Terminate(session=session, grace=grace), p.Terminated, wait)
+
+    async def permit(
+        self,
+        allow: bool,
+        session: str | None = None,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> p.Permitted:
+        """Allow or deny the tool use a session in ``waiting_input`` asked about."""
+        request = p.Permit(allow=allow, session=session, request_id=request_id)
+        return await self.request(request, p.Permitted, timeout)
+
+    async def personas(self, *, timeout: float | None = None) -> p.Personas:
+        """Every persona template, and the template files that could not be read."""
+        return await self.request(p.ListPersonas(), p.Personas, timeout)
 
     async def list(self, *, timeout: float | None = None) -> p.Sessions:
         """Every session the daemon knows, and the active one."""

@@ -81,8 +81,15 @@ def _add_start(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="start a session and print its id",
         description="Start a session. For the exec backend give the command after --.",
     )
-    s.add_argument("--backend", "-b", default="demo", help="backend id (see 'agentplex backends')")
-    s.add_argument("--persona", help="persona name")
+    s.add_argument(
+        "--backend", "-b", help="backend id (default: the persona's, else demo; see 'backends')"
+    )
+    s.add_argument("--persona", "-p", help="persona name (see 'agentplex personas')")
+    s.add_argument("--mode", choices=["turn", "long_lived"], help="if the backend has both")
+    s.add_argument("--model", help="model for the agent CLI (default: the persona's)")
+    s.add_argument(
+        "--policy", choices=["ask", "allow", "deny"], help="answer to tool permission requests"
+    )
     s.add_argument("--tag", "-t", help="tag: groups transcripts under <state>/sessions/<tag>/")
     s.add_argument("--cwd", default=os.getcwd(), help="working directory (default: here)")
     s.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
@@ -104,6 +111,12 @@ def _add_session_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         c.add_argument(
             "session", nargs=None if name == "switch" else "?", help="session id or prefix"
         )
+    pm = sub.add_parser("permit", help="answer a session's tool permission request")
+    pm.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
+    answer = pm.add_mutually_exclusive_group(required=True)
+    answer.add_argument("--allow", action="store_true", help="let the agent use the tool")
+    answer.add_argument("--deny", action="store_true", help="refuse it")
+    pm.add_argument("--request", help="request id (default: the pending one)")
     k = sub.add_parser("kill", help="terminate a session and its whole process tree")
     k.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
     k.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL")
@@ -126,6 +139,8 @@ def _add_views(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     lg.add_argument("--cat", action="store_true", help="print the transcript's records")
     b = sub.add_parser("backends", help="list backends, whether their CLI was found, versions")
     b.add_argument("--json", action="store_true")
+    ps = sub.add_parser("personas", help="list persona templates (and broken template files)")
+    ps.add_argument("--json", action="store_true")
 
 
 # ---------------------------------------------------------------------- commands
@@ -139,6 +154,9 @@ def cmd_start(client: Client, args: argparse.Namespace) -> int:
         args.backend,
         args.prompt,
         persona=args.persona,
+        mode=args.mode,
+        model=args.model,
+        permission_policy=args.policy,
         tag=args.tag,
         cwd=str(Path(args.cwd).absolute()),
         env=parse_env(args.env),
@@ -167,6 +185,11 @@ def cmd_send(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_interrupt(client: Client, args: argparse.Namespace) -> int:
     client.interrupt(args.session)
+    return 0
+
+
+def cmd_permit(client: Client, args: argparse.Namespace) -> int:
+    client.permit(args.allow, args.session, request_id=args.request)
     return 0
 
 
@@ -240,7 +263,21 @@ def cmd_backends(client: Client, args: argparse.Namespace) -> int:
     for b in backends:
         state = "ok" if b.available else "missing"
         where = b.executable or b.problem or ""
-        print(f"{b.id:<8} {b.mode:<10} {state:<8} {b.version or '-':<10} {where}")
+        modes = ",".join(b.modes)
+        print(f"{b.id:<8} {modes:<16} {state:<8} {b.version or '-':<10} {where}")
+    return 0
+
+
+def cmd_personas(client: Client, args: argparse.Namespace) -> int:
+    reply = client.personas()
+    if args.json:
+        print(p.encode(reply.personas).decode())
+    else:
+        for persona in reply.personas:
+            backend = persona.backend or "-"
+            print(f"{persona.icon or ' '} {persona.name:<12} {backend:<8} {persona.description}")
+    for problem in reply.problems:
+        print(f"agentplex personas: skipped {problem}", file=sys.stderr)
     return 0
 
 
@@ -249,6 +286,8 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "send": cmd_send,
     "interrupt": cmd_interrupt,
     "kill": cmd_kill,
+    "permit": cmd_permit,
+    "personas": cmd_personas,
     "switch": cmd_switch,
     "ls": cmd_ls,
     "attach": cmd_attach,

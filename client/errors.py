@@ -63,6 +63,13 @@ class UnknownBackend(AgentplexError):
     exit_code = EXIT_USAGE
 
 
+class UnknownPersona(AgentplexError):
+    """No persona template has the requested name."""
+
+    code = "unknown_persona"
+    exit_code = EXIT_USAGE
+
+
 class BackendUnavailable(AgentplexError):
     """The backend's CLI was not found where the daemon looked."""
 
@@ -102,6 +109,13 @@ class QueueFull(AgentplexError):
     """A send arrived while the session's message queue was full."""
 
     code = "queue_full"
+    exit_code = EXIT_CONFLICT
+
+
+class NothingToAnswer(AgentplexError):
+    """A permission answer arrived for a session that is not waiting for one."""
+
+    code = "nothing_to_answer"
     exit_code = EXIT_CONFLICT
 
 

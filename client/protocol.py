@@ -96,6 +96,9 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     cwd: str
     status: SessionStatus
     created_at: float
+    persona_icon: str | None = None
+    mode: str = "turn"
+    model: str | None = None
     pid: int | None
     cli_session_id: str | None
     turns: int
@@ -108,15 +111,29 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class BackendInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """One registered backend plugin."""
+    """One registered backend plugin and what it can do."""
 
     id: str
-    mode: str
+    modes: list[str]
     description: str
     available: bool
+    capabilities: list[str] = []
     executable: str | None = None
     version: str | None = None
     problem: str | None = None
+
+
+class PersonaInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One persona template."""
+
+    name: str
+    icon: str
+    description: str
+    backend: str | None
+    model: str | None
+    allowed_tools: list[str]
+    permission_policy: str
+    source: str
 
 
 class DaemonInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -140,11 +157,18 @@ class _Request(_Msg, frozen=True, kw_only=True):
 
 
 class Start(_Request, frozen=True, tag="start"):
-    """Start a session. ``argv`` is the command for the ``exec`` backend."""
+    """Start a session. ``argv`` is the command for the ``exec`` backend.
 
-    backend: str
+    With no ``backend`` the persona's default backend is used, else ``demo``; ``mode``,
+    ``model`` and ``permission_policy`` override the backend's and persona's defaults.
+    """
+
+    backend: str | None = None
     prompt: str | None = None
     persona: str | None = None
+    mode: str | None = None
+    model: str | None = None
+    permission_policy: str | None = None
     tag: str | None = None
     cwd: str | None = None
     env: dict[str, str] = {}
@@ -187,6 +211,18 @@ class Inspect(_Request, frozen=True, tag="inspect"):
     session: str | None = None
 
 
+class Permit(_Request, frozen=True, tag="permit"):
+    """Answer the agent's pending permission request (a session in ``waiting_input``)."""
+
+    allow: bool
+    session: str | None = None
+    request_id: str | None = None
+
+
+class ListPersonas(_Request, frozen=True, tag="personas"):
+    """List every persona template, and the template files that could not be read."""
+
+
 class ListBackends(_Request, frozen=True, tag="backends"):
     """List every backend plugin and whether its CLI is available."""
 
@@ -212,7 +248,9 @@ Request = (
     | ListSessions
     | Inspect
     | Switch
+    | Permit
     | ListBackends
+    | ListPersonas
     | Sync
     | Ping
 )
@@ -268,6 +306,16 @@ class Backends(_Reply, frozen=True, tag="backends"):
     backends: list[BackendInfo]
 
 
+class Permitted(_Reply, frozen=True, tag="permitted"):
+    session_id: str
+    request_id: str
+
+
+class Personas(_Reply, frozen=True, tag="personas"):
+    personas: list[PersonaInfo]
+    problems: list[str] = []
+
+
 class Synced(_Reply, frozen=True, tag="synced"):
     token: str
 
@@ -291,7 +339,9 @@ Reply = (
     | Sessions
     | Described
     | Switched
+    | Permitted
     | Backends
+    | Personas
     | Synced
     | Pong
     | Error
@@ -322,6 +372,7 @@ class Chunk(_Msg, frozen=True, tag="agent.chunk"):
     usage: Usage | None = None
     cli_session_id: str | None = None
     model: str | None = None
+    request_id: str | None = None
     b64: str | None = None
 
 

@@ -69,6 +69,8 @@ class Client:
     inspect = _blocking(AsyncClient.inspect)
     switch = _blocking(AsyncClient.switch)
     backends = _blocking(AsyncClient.backends)
+    permit = _blocking(AsyncClient.permit)
+    personas = _blocking(AsyncClient.personas)
     ping = _blocking(AsyncClient.ping)
 
     @contextmanager

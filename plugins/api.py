@@ -1,13 +1,18 @@
-"""What a backend plugin is: how to start an agent, continue it, and read what it says.
+"""What a backend plugin is: how to start an agent, continue it, and talk to its process.
 
 A backend is registered in the daemon's ``BackendRegistry`` by its id: the built-in ones
 plus any object exposed through the ``agentplex.backends`` entry-point group (the entry
 point names a zero-argument callable, usually the class, that returns a ``Backend``).
+
+A backend makes one :class:`Driver` per process. The driver turns the process's output
+lines into chunks and says what to write to its stdin: an opening handshake, each
+message, answers to the agent's own requests, an in-band interrupt.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,13 +31,40 @@ class BackendMode(enum.StrEnum):
     """One process for the whole session, each message written to its stdin."""
 
 
+class PermissionPolicy(enum.StrEnum):
+    """What the daemon answers when an agent asks permission to use a tool."""
+
+    ASK = "ask"
+    """A person decides: the session waits in ``waiting_input`` for ``permit``."""
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, so clients can tell what to expect of its sessions."""
+
+    resume: bool = False
+    streamed_deltas: bool = False
+    long_lived: bool = False
+    tool_events: bool = False
+    cost: bool = False
+    permission_requests: bool = False
+
+
 @dataclass(frozen=True)
 class SessionSpec:
     """What a backend needs to know about the session it runs."""
 
     session_id: str
     cwd: Path
+    mode: BackendMode = BackendMode.TURN
     persona: str | None = None
+    instructions: str | None = None
+    """The persona's instructions, to reach the agent however its CLI takes them."""
+    model: str | None = None
+    allowed_tools: tuple[str, ...] = ()
+    permission_policy: PermissionPolicy = PermissionPolicy.ASK
     command: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     scratch_dir: Path = Path()
@@ -41,7 +73,7 @@ class SessionSpec:
 
 @dataclass(frozen=True, slots=True)
 class ChunkData:
-    """One chunk as a parser sees it; the daemon adds session id, seq, stream and time."""
+    """One chunk as a driver sees it; the daemon adds session id, seq, stream and time."""
 
     kind: ChunkKind
     text: str
@@ -52,14 +84,37 @@ class ChunkData:
     usage: Usage | None = None
     cli_session_id: str | None = None
     model: str | None = None
+    request_id: str | None = None
+    """For a ``permission_request``: what ``Driver.answer_permission`` needs to answer it."""
 
 
-class OutputParser(Protocol):
-    """Turns the lines of one process into chunks. A new parser is made per process."""
+class Driver:
+    """Talks to one agent process. The defaults suit a CLI that only writes lines."""
 
     def parse(self, line: str, stream: Stream) -> list[ChunkData]:
         """The chunks one output line (without its newline) stands for; may be empty."""
-        ...
+        return [ChunkData(ChunkKind.TEXT, line)]
+
+    def opening(self) -> bytes:
+        """Bytes to write to a long-lived process's stdin as soon as it starts."""
+        return b""
+
+    def encode_input(self, message: str) -> bytes:
+        """The bytes that deliver ``message`` to a long-lived process's stdin."""
+        return message.encode() + b"\n"
+
+    def take_outgoing(self) -> bytes:
+        """Bytes the driver wants written to stdin after the lines it just parsed
+        (answers to the agent's own requests). Called after every batch of lines."""
+        return b""
+
+    def interrupt(self) -> bytes | None:
+        """An in-band interrupt for stdin, or None to send SIGINT to the process group."""
+        return None
+
+    def answer_permission(self, request_id: str, allow: bool) -> bytes:
+        """The bytes that answer the agent's permission request ``request_id``."""
+        raise NotImplementedError(f"{type(self).__name__} takes no permission answers")
 
 
 @dataclass(frozen=True)
@@ -77,17 +132,23 @@ class Backend(Protocol):
     """A backend plugin."""
 
     id: str
-    mode: BackendMode
+    modes: tuple[BackendMode, ...]
+    """The modes it supports; the first is the default."""
     description: str
+    capabilities: Capabilities
 
     def locate(self) -> Located:
-        """Find the CLI this backend runs (cheap; no process is started)."""
+        """Find the CLI this backend runs (no process is started; cheap)."""
+        ...
+
+    def version(self, executable: str) -> str | None:
+        """The CLI's version, if it can be told without running it, else None."""
         ...
 
     def argv(self, spec: SessionSpec, message: str | None, resume_id: str | None) -> list[str]:
-        """The command line for a turn (turn-based) or for the session (long-lived).
+        """The command line for a turn (turn mode) or for the whole session (long-lived).
 
-        ``message`` is the turn's prompt (turn-based only; None for long-lived);
+        ``message`` is the turn's prompt (turn mode only; None for long-lived);
         ``resume_id`` is the CLI's own session id from an earlier turn, if any.
         """
         ...
@@ -96,30 +157,50 @@ class Backend(Protocol):
         """Variables this backend's CLI needs, on top of the daemon's allowlist."""
         ...
 
-    def parser(self) -> OutputParser:
-        """A fresh parser for one process's output."""
-        ...
-
-    def encode_input(self, message: str) -> bytes:
-        """The bytes that deliver ``message`` to a long-lived process's stdin."""
+    def driver(self, spec: SessionSpec) -> Driver:
+        """A fresh driver for one process."""
         ...
 
 
-class PlainLines:
-    """Each line is a ``text`` chunk: for programs that do not speak a JSON dialect."""
+def locate_executable(backend_id: str, default_name: str) -> Located:
+    """Find a backend's CLI: ``$AGENTPLEX_<ID>_CLI`` if set, else ``default_name`` on PATH.
 
-    def parse(self, line: str, stream: Stream) -> list[ChunkData]:
-        return [ChunkData(ChunkKind.TEXT, line)]
-
-
-def locate_executable(name: str) -> Located:
-    """Find ``name`` on PATH (or as a path), saying where it looked when it is missing."""
-    if "/" in name:
-        path = Path(name)
-        if path.is_file():
+    When it is missing, ``problem`` says where the daemon looked.
+    """
+    variable = f"AGENTPLEX_{backend_id.upper()}_CLI"
+    configured = os.environ.get(variable)
+    if configured:
+        path = Path(configured)
+        if path.is_file() and os.access(path, os.X_OK):
             return Located(True, executable=str(path))
-        return Located(False, problem=f"{name} does not exist or is not a file")
-    found = shutil.which(name)
+        return Located(False, problem=f"{variable}={configured} is not an executable file")
+    found = shutil.which(default_name)
     if found:
         return Located(True, executable=found)
-    return Located(False, problem=f"{name!r} not found on PATH")
+    return Located(
+        False,
+        problem=f"{default_name!r} not found on PATH ({os.environ.get('PATH', '')}); "
+        f"install it or set {variable}",
+    )
+
+
+def package_version(start: Path, package: str) -> str | None:
+    """The ``version`` in the package.json of npm package ``package`` near ``start``.
+
+    npm CLIs are installed as ``node_modules/<package>/``; the executable is usually a
+    link or a platform binary somewhere below ``node_modules``. Reading package.json tells
+    the version without starting the CLI.
+    """
+    import json
+
+    for parent in [start.resolve(), *start.resolve().parents]:
+        manifest = parent / "node_modules" / package / "package.json"
+        if parent.name == "node_modules":
+            manifest = parent / package / "package.json"
+        if manifest.is_file():
+            try:
+                version = json.loads(manifest.read_text()).get("version")
+            except (OSError, ValueError):
+                return None
+            return version if isinstance(version, str) else None
+    return None

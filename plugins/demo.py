@@ -11,9 +11,7 @@ import importlib.metadata
 import os
 import sys
 
-import msgspec
-
-from agentplex.plugins.api import BackendMode, Located, SessionSpec
+from agentplex.plugins.api import BackendMode, Capabilities, Located, SessionSpec
 from agentplex.plugins.stream_json import ClaudeStreamParser
 
 DELAY_VARIABLE = "AGENTPLEX_DEMO_DELAY"
@@ -24,15 +22,18 @@ class DemoBackend:
     """An offline agent that types a scripted reply and remembers the conversation."""
 
     id = "demo"
-    mode = BackendMode.TURN
+    modes = (BackendMode.TURN,)
+    capabilities = Capabilities(resume=True, streamed_deltas=True, cost=True)
     description = "Offline scripted agent speaking Claude's stream-json (no CLI or network)"
 
     def locate(self) -> Located:
+        return Located(True, executable=sys.executable, version=self.version(sys.executable))
+
+    def version(self, executable: str) -> str | None:
         try:
-            version = importlib.metadata.version("agentplex")
+            return importlib.metadata.version("agentplex")
         except importlib.metadata.PackageNotFoundError:
-            version = None
-        return Located(True, executable=sys.executable, version=version)
+            return None
 
     def argv(self, spec: SessionSpec, message: str | None, resume_id: str | None) -> list[str]:
         argv = [
@@ -57,10 +58,5 @@ class DemoBackend:
             env[DELAY_VARIABLE] = delay
         return env
 
-    def parser(self) -> ClaudeStreamParser:
+    def driver(self, spec: SessionSpec) -> ClaudeStreamParser:
         return ClaudeStreamParser()
-
-    def encode_input(self, message: str) -> bytes:
-        """A Claude stream-json user line; the demo agent reads no stdin, so it is harmless."""
-        line = {"type": "user", "message": {"role": "user", "content": message}}
-        return msgspec.json.encode(line) + b"\n"

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from agentplex.plugins.api import BackendMode, Located, OutputParser, PlainLines, SessionSpec
+from agentplex.plugins.api import (
+    BackendMode,
+    Capabilities,
+    Driver,
+    Located,
+    SessionSpec,
+)
 
 
 class ExecBackend:
     """Runs the command given after ``--``; every stdout/stderr line is a ``text`` chunk."""
 
     id = "exec"
-    mode = BackendMode.LONG_LIVED
+    modes = (BackendMode.LONG_LIVED,)
     description = "any command; each message is written to its stdin as a line"
+    capabilities = Capabilities(long_lived=True)
 
     def locate(self) -> Located:
-        return Located(True, problem=None)
+        return Located(True)
+
+    def version(self, executable: str) -> str | None:
+        return None
 
     def argv(self, spec: SessionSpec, message: str | None, resume_id: str | None) -> list[str]:
         return list(spec.command)
@@ -21,8 +31,5 @@ class ExecBackend:
     def environment(self, spec: SessionSpec) -> dict[str, str]:
         return {}
 
-    def parser(self) -> OutputParser:
-        return PlainLines()
-
-    def encode_input(self, message: str) -> bytes:
-        return message.encode() + b"\n"
+    def driver(self, spec: SessionSpec) -> Driver:
+        return Driver()

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from agentplex.client.protocol import ChunkKind, Stream, Usage
-from agentplex.plugins.api import ChunkData
+from agentplex.plugins.api import ChunkData, Driver
 
 SUMMARY_CHARS = 160
 """Longest one-line summary of a tool call."""
@@ -117,8 +117,16 @@ _decode_any = msgspec.json.Decoder().decode
 # --------------------------------------------------------------------------- parser
 
 
-class ClaudeStreamParser:
-    """An ``OutputParser`` for Claude Code's stream-json output (and the demo agent's)."""
+class ClaudeStreamParser(Driver):
+    """A driver for Claude Code's stream-json dialect (and the demo agent's).
+
+    Reads stream-json lines into chunks; writes a message to a long-lived process as a
+    stream-json ``user`` line.
+    """
+
+    def encode_input(self, message: str) -> bytes:
+        line = {"type": "user", "message": {"role": "user", "content": message}}
+        return msgspec.json.encode(line) + b"\n"
 
     def parse(self, line: str, stream: Stream) -> list[ChunkData]:
         if stream != Stream.STDOUT:

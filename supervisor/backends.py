@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 
@@ -69,14 +70,20 @@ class BackendRegistry:
         infos = []
         for backend in self:
             found = backend.locate()
+            version = found.version
+            if version is None and found.executable:
+                version = backend.version(found.executable)
             infos.append(
                 BackendInfo(
                     id=backend.id,
-                    mode=backend.mode.value,
+                    modes=[mode.value for mode in backend.modes],
                     description=backend.description,
                     available=found.available,
+                    capabilities=[
+                        name for name, on in dataclasses.asdict(backend.capabilities).items() if on
+                    ],
                     executable=found.executable,
-                    version=found.version,
+                    version=version,
                     problem=found.problem,
                 )
             )

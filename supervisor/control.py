@@ -30,7 +30,11 @@ from agentplex.client.protocol import (
     Interrupt,
     Interrupted,
     ListBackends,
+    ListPersonas,
     ListSessions,
+    Permit,
+    Permitted,
+    Personas,
     Ping,
     Pong,
     Reply,
@@ -121,6 +125,12 @@ class ControlServer:
                 return Described(id=rid, session=manager.registry.get(ref).info())
             case Switch(session=ref):
                 return Switched(id=rid, session_id=manager.switch(ref).id)
+            case Permit(session=ref, allow=allow, request_id=request_id):
+                session, answered = manager.permit(ref, allow, request_id)
+                return Permitted(id=rid, session_id=session.id, request_id=answered)
+            case ListPersonas():
+                problems = [str(problem) for problem in manager.personas.problems]
+                return Personas(id=rid, personas=manager.personas.describe(), problems=problems)
             case ListBackends():
                 infos = await anyio.to_thread.run_sync(manager.backends.describe)
                 return Backends(id=rid, backends=infos)

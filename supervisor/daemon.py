@@ -25,6 +25,7 @@ from agentplex.supervisor.control import ControlServer
 from agentplex.supervisor.events import EventPublisher
 from agentplex.supervisor.logs import configure_logging
 from agentplex.supervisor.manager import SessionManager
+from agentplex.supervisor.personas import PersonaRegistry
 from agentplex.supervisor.process_group import ChildReaper
 from agentplex.supervisor.registry import SessionRegistry
 from agentplex.supervisor.session import SessionContext
@@ -78,7 +79,11 @@ class Server:
     def _manager(self, publisher: EventPublisher, tg: TaskGroup) -> SessionManager:
         context = SessionContext(config=self.config, events=publisher, reaper=self.reaper)
         return SessionManager(
-            context=context, backends=self.backends, registry=self.registry, task_group=tg
+            context=context,
+            backends=self.backends,
+            personas=PersonaRegistry.with_defaults(),
+            registry=self.registry,
+            task_group=tg,
         )
 
     def _bind(

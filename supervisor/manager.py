@@ -16,8 +16,9 @@ from agentplex.client.errors import (
     TooManySessions,
 )
 from agentplex.client.protocol import Header, Start
-from agentplex.plugins.api import Backend, BackendMode, SessionSpec
+from agentplex.plugins.api import Backend, BackendMode, PermissionPolicy, SessionSpec
 from agentplex.supervisor.backends import BackendRegistry
+from agentplex.supervisor.personas import Persona, PersonaRegistry
 from agentplex.supervisor.process_group import SESSION_MARKER
 from agentplex.supervisor.registry import SessionRegistry
 from agentplex.supervisor.session import Session, SessionContext
@@ -30,6 +31,8 @@ from agentplex.supervisor.validation import (
     validate_name,
 )
 
+DEFAULT_BACKEND = "demo"
+
 
 class SessionManager:
     """Starts, feeds, interrupts and ends sessions; every session task lives in ``tg``."""
@@ -39,23 +42,27 @@ class SessionManager:
         *,
         context: SessionContext,
         backends: BackendRegistry,
+        personas: PersonaRegistry,
         registry: SessionRegistry,
         task_group: TaskGroup,
     ) -> None:
         self.context = context
         self.backends = backends
+        self.personas = personas
         self.registry = registry
         self._tg = task_group
 
     async def start(self, request: Start) -> Session:
         """Validate a start request, then create, register and begin the session."""
-        backend = self.backends.get(request.backend)
-        spec, prompt = self._spec(request, backend)
+        validate_name("persona", request.persona)
+        persona = self.personas.get(request.persona) if request.persona else None
+        backend = self.backends.get(request.backend or _persona_backend(persona))
+        spec, prompt = self._spec(request, backend, persona)
         argv_preview = backend.argv(spec, prompt, None)
         if not argv_preview:
             raise InvalidArgument(f"backend {backend.id!r} needs a command (give it after --)")
         self._check_capacity(backend)
-        session = self._create(request, backend, spec, argv_preview)
+        session = self._create(request, backend, spec, argv_preview, persona)
         await self._tg.start(session.run)
         self.context.events.created(session.info())
         self.context.events.active_changed(session.id)
@@ -66,22 +73,27 @@ class SessionManager:
             raise
         return session
 
-    def _spec(self, request: Start, backend: Backend) -> tuple[SessionSpec, str | None]:
+    def _spec(
+        self, request: Start, backend: Backend, persona: Persona | None
+    ) -> tuple[SessionSpec, str | None]:
         validate_name("tag", request.tag)
-        persona = validate_name("persona", request.persona)
-        cwd = resolve_cwd(request.cwd)
-        env = validate_env(request.env)
+        mode = _mode(request.mode, backend)
         prompt = request.prompt
-        if backend.mode is BackendMode.TURN:
+        if mode is BackendMode.TURN:
             prompt = require_text("prompt", prompt)
         elif prompt is not None and not prompt.strip():
             raise EmptyPrompt("the prompt is empty (leave it out to start without one)")
         spec = SessionSpec(
             session_id=str(uuid.uuid4()),
-            cwd=cwd,
-            persona=persona,
+            cwd=resolve_cwd(request.cwd),
+            mode=mode,
+            persona=persona.name if persona else None,
+            instructions=(persona.instructions.strip() or None) if persona else None,
+            model=request.model or (persona.model if persona else None),
+            allowed_tools=tuple(persona.allowed_tools) if persona else (),
+            permission_policy=_policy(request.permission_policy, persona),
             command=tuple(request.argv),
-            env=env,
+            env=validate_env(request.env),
             scratch_dir=self.context.config.scratch_dir,
         )
         return spec, prompt
@@ -95,7 +107,12 @@ class SessionManager:
             raise BackendUnavailable(f"backend {backend.id!r} is not available: {found.problem}")
 
     def _create(
-        self, request: Start, backend: Backend, spec: SessionSpec, argv: list[str]
+        self,
+        request: Start,
+        backend: Backend,
+        spec: SessionSpec,
+        argv: list[str],
+        persona: Persona | None,
     ) -> Session:
         config = self.context.config
         env = build_environment(
@@ -110,6 +127,7 @@ class SessionManager:
             spec=spec,
             backend=backend,
             tag=request.tag,
+            persona_icon=persona.icon if persona else None,
             env=env,
             transcript=transcript,
             context=self.context,
@@ -139,6 +157,10 @@ class SessionManager:
         session.interrupt()
         return session
 
+    def permit(self, ref: str | None, allow: bool, request_id: str | None) -> tuple[Session, str]:
+        session = self.registry.get(ref)
+        return session, session.permit(allow, request_id)
+
     async def terminate(self, ref: str | None, grace: float | None) -> tuple[Session, bool]:
         session = self.registry.get(ref)
         grace = self.context.config.terminate_grace if grace is None else max(grace, 0.0)
@@ -156,3 +178,31 @@ class SessionManager:
         async with anyio.create_task_group() as tg:
             for session in self.registry.live():
                 tg.start_soon(session.terminate, grace, "daemon shutting down")
+
+
+def _persona_backend(persona: Persona | None) -> str:
+    return (persona.backend if persona else None) or DEFAULT_BACKEND
+
+
+def _mode(requested: str | None, backend: Backend) -> BackendMode:
+    if requested is None:
+        return backend.modes[0]
+    try:
+        mode = BackendMode(requested)
+    except ValueError:
+        raise InvalidArgument(f"unknown mode {requested!r} (turn or long_lived)") from None
+    if mode not in backend.modes:
+        supported = ", ".join(m.value for m in backend.modes)
+        raise InvalidArgument(f"backend {backend.id!r} runs only in: {supported}")
+    return mode
+
+
+def _policy(requested: str | None, persona: Persona | None) -> PermissionPolicy:
+    if requested is None:
+        return persona.permission_policy if persona else PermissionPolicy.ASK
+    try:
+        return PermissionPolicy(requested)
+    except ValueError:
+        raise InvalidArgument(
+            f"unknown permission policy {requested!r} (ask, allow or deny)"
+        ) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import collections
 import os
 import signal
@@ -10,14 +9,12 @@ import time
 from dataclasses import dataclass
 
 import anyio
-import msgspec
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from agentplex.client.errors import QueueFull, SessionEnded, SpawnFailed
+from agentplex.client.errors import NothingToAnswer, QueueFull, SessionEnded, SpawnFailed
 from agentplex.client.protocol import (
-    Chunk,
     ChunkKind,
     Footer,
     MessageIn,
@@ -26,10 +23,16 @@ from agentplex.client.protocol import (
     SessionInfo,
     SessionStatus,
     Stream,
-    Usage,
-    encode,
 )
-from agentplex.plugins.api import Backend, BackendMode, ChunkData, OutputParser, SessionSpec
+from agentplex.plugins.api import (
+    Backend,
+    BackendMode,
+    ChunkData,
+    Driver,
+    PermissionPolicy,
+    SessionSpec,
+)
+from agentplex.supervisor.chunks import BatchOutcome, ChunkStream
 from agentplex.supervisor.config import Config
 from agentplex.supervisor.events import EventPublisher
 from agentplex.supervisor.output import Line, pump_lines
@@ -53,7 +56,7 @@ class _Process:
     """A running child and what the session tracks about it."""
 
     child: Child
-    parser: OutputParser
+    driver: Driver
     stderr_tail: collections.deque[str]
     inbox: MemoryObjectSendStream[bytes] | None = None
     interrupted: bool = False
@@ -68,6 +71,7 @@ class Session:
         spec: SessionSpec,
         backend: Backend,
         tag: str | None,
+        persona_icon: str | None,
         env: dict[str, str],
         transcript: Transcript,
         context: SessionContext,
@@ -76,15 +80,14 @@ class Session:
         self.id = spec.session_id
         self.backend = backend
         self.tag = tag
+        self.persona_icon = persona_icon
         self.created_at = time.time()
         self.status = SessionStatus.STARTING
-        self.cli_session_id: str | None = None
         self.turns = 0
-        self.seq = 0
-        self.usage = Usage()
         self.exit_code: int | None = None
         self.ended_reason: str | None = None
         self.transcript = transcript
+        self.chunks = ChunkStream(self.id, transcript, context.events)
         self._env = env
         self._context = context
         self._pending: collections.deque[str] = collections.deque()
@@ -93,6 +96,7 @@ class Session:
         self._process_done.set()
         self._ended = anyio.Event()
         self._terminating = False
+        self._pending_permission: str | None = None
         self._tg: TaskGroup | None = None
         self.log = structlog.get_logger(__name__).bind(session_id=self.id, backend=backend.id)
 
@@ -108,15 +112,18 @@ class Session:
             cwd=str(self.spec.cwd),
             status=self.status,
             created_at=self.created_at,
+            persona_icon=self.persona_icon,
+            mode=self.spec.mode.value,
+            model=self.spec.model,
             pid=self._process.child.pid if self._process else None,
-            cli_session_id=self.cli_session_id,
+            cli_session_id=self.chunks.cli_session_id,
             turns=self.turns,
-            chunks=self.seq,
+            chunks=self.chunks.seq,
             transcript=str(self.transcript.path),
             queued=len(self._pending),
             exit_code=self.exit_code,
             ended_reason=self.ended_reason,
-            usage=self.usage,
+            usage=self.chunks.usage,
         )
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -128,7 +135,7 @@ class Session:
 
     def begin(self, prompt: str | None) -> None:
         """Start the agent: the first turn, or the long-lived process (then the prompt)."""
-        if self.backend.mode is BackendMode.TURN:
+        if self.spec.mode is BackendMode.TURN:
             assert prompt is not None
             self._start_turn(prompt)
         else:
@@ -140,7 +147,7 @@ class Session:
         """Deliver ``message`` now, or queue it while a turn runs; returns the queue length."""
         if self.status.ended or self._terminating:
             raise SessionEnded(f"session {self.id} has ended ({self.status}); start a new one")
-        if self.backend.mode is BackendMode.LONG_LIVED:
+        if self.spec.mode is BackendMode.LONG_LIVED:
             self._deliver(message)
             return 0
         if self._process is None:
@@ -152,10 +159,27 @@ class Session:
         return len(self._pending)
 
     def interrupt(self) -> None:
-        """SIGINT to the running process group (the agent stops its turn)."""
-        if self._process is not None:
-            self._process.interrupted = True
-            signal_group(self._process.child.pid, signal.SIGINT)
+        """Stop the running turn: in-band when the agent takes that, else SIGINT to its group."""
+        process = self._process
+        if process is None:
+            return
+        process.interrupted = True
+        in_band = process.driver.interrupt() if process.inbox is not None else None
+        if in_band:
+            self._write_stdin(process, in_band)
+        else:
+            signal_group(process.child.pid, signal.SIGINT)
+
+    def permit(self, allow: bool, request_id: str | None = None) -> str:
+        """Answer the agent's pending permission request; returns the request id answered."""
+        process = self._process
+        request_id = request_id or self._pending_permission
+        if process is None or self.status is not SessionStatus.WAITING_INPUT or not request_id:
+            raise NothingToAnswer(f"session {self.id} is not waiting for a permission answer")
+        self._write_stdin(process, process.driver.answer_permission(request_id, allow))
+        self._pending_permission = None
+        self._set_status(SessionStatus.RUNNING)
+        return request_id
 
     async def terminate(self, grace: float, reason: str = "terminated by request") -> bool:
         """End the session and every process it started; True if SIGKILL was needed."""
@@ -173,7 +197,7 @@ class Session:
     # ------------------------------------------------------------------ turns
 
     def _start_turn(self, message: str) -> None:
-        resume_id = self.cli_session_id if self.turns else None
+        resume_id = self.chunks.cli_session_id if self.turns else None
         argv = self.backend.argv(self.spec, message, resume_id)
         self.turns += 1
         self.transcript.write(MessageIn(text=message, ts=time.time(), turn=self.turns))
@@ -184,12 +208,19 @@ class Session:
         process = self._process
         if process is None or process.inbox is None:
             raise SessionEnded(f"session {self.id} has no running process")
-        try:
-            process.inbox.send_nowait(self.backend.encode_input(message))
-        except anyio.WouldBlock:
-            raise QueueFull(f"session {self.id}: the agent is not reading its stdin") from None
+        self._write_stdin(process, process.driver.encode_input(message))
         self.turns += 1
         self.transcript.write(MessageIn(text=message, ts=time.time(), turn=self.turns))
+        self._set_status(SessionStatus.RUNNING)
+
+    def _write_stdin(self, process: _Process, data: bytes) -> None:
+        assert process.inbox is not None
+        try:
+            process.inbox.send_nowait(data)
+        except anyio.WouldBlock:
+            raise QueueFull(f"session {self.id}: the agent is not reading its stdin") from None
+        except anyio.ClosedResourceError:
+            raise SessionEnded(f"session {self.id}: the agent process has ended") from None
 
     def _launch(self, argv: list[str], *, with_stdin: bool) -> None:
         assert self._tg is not None, "run() must be started first"
@@ -204,7 +235,7 @@ class Session:
         except OSError as exc:
             raise SpawnFailed(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
         process = _Process(
-            child, self.backend.parser(), collections.deque(maxlen=STDERR_TAIL_LINES)
+            child, self.backend.driver(self.spec), collections.deque(maxlen=STDERR_TAIL_LINES)
         )
         self._process = process
         self._process_done = anyio.Event()
@@ -218,6 +249,9 @@ class Session:
             )
             process.inbox = send
             self._tg.start_soon(_feed_stdin, child.stdin, receive, self.log)
+            opening = process.driver.opening()
+            if opening:
+                self._write_stdin(process, opening)
         self._tg.start_soon(self._supervise, process)
         self._set_status(SessionStatus.RUNNING)
 
@@ -241,7 +275,10 @@ class Session:
 
     async def _pump(self, process: _Process, fd: int, stream: Stream, done: _Countdown) -> None:
         def deliver(lines: list[Line]) -> None:
-            self._emit(lines, stream, process)
+            outcome = self.chunks.publish_lines(
+                lines, stream, process.driver, self.turns, process.stderr_tail
+            )
+            self._after_batch(process, outcome)
 
         try:
             await pump_lines(fd, self._context.config.max_line_bytes, deliver)
@@ -262,7 +299,7 @@ class Session:
         self.log.info("process_exited", pid=process.child.pid, status=status.describe())
         if self._terminating:
             return
-        if self.backend.mode is BackendMode.LONG_LIVED:
+        if self.spec.mode is BackendMode.LONG_LIVED:
             ended = SessionStatus.EXITED if status.code == 0 else SessionStatus.FAILED
             self._finish(ended, f"agent process ended: {status.describe()}")
             return
@@ -287,63 +324,20 @@ class Session:
 
     # ------------------------------------------------------------------ chunks
 
-    def _emit(self, lines: list[Line], stream: Stream, process: _Process) -> None:
-        """Turn one read's lines into chunks: log them all in one write, then publish."""
-        payloads = []
-        now = time.time()
-        for raw, fragment in lines:
-            try:
-                text, b64 = raw.decode(), None
-            except UnicodeDecodeError:
-                text, b64 = raw.decode(errors="replace"), base64.b64encode(raw).decode()
-            if stream is Stream.STDERR:
-                process.stderr_tail.append(text)
-            if fragment or b64 is not None:
-                datas = [ChunkData(ChunkKind.RAW, text, partial=fragment)]
-            else:
-                datas = process.parser.parse(text, stream)
-            for data in datas:
-                payloads.append(self._chunk(data, stream, now, b64))
-                b64 = None
-        if payloads:
-            self.transcript.write_lines(payloads)
-            self._context.events.publish_chunks(self.id, payloads)
-
     def _emit_daemon(self, kind: ChunkKind, text: str) -> None:
-        payload = self._chunk(
-            ChunkData(kind, text, is_error=kind is ChunkKind.ERROR),
-            Stream.DAEMON,
-            time.time(),
-            None,
-        )
-        self.transcript.write_lines((payload,))
-        self._context.events.publish_chunks(self.id, (payload,))
+        data = ChunkData(kind, text, is_error=kind is ChunkKind.ERROR)
+        self.chunks.publish_one(data, self.turns)
 
-    def _chunk(self, data: ChunkData, stream: Stream, now: float, b64: str | None) -> bytes:
-        self.seq += 1
-        if data.cli_session_id:
-            self.cli_session_id = data.cli_session_id
-        if data.kind is ChunkKind.RESULT and data.usage is not None:
-            self.usage = _add_usage(self.usage, data.usage)
-        return encode(
-            Chunk(
-                session_id=self.id,
-                seq=self.seq,
-                stream=stream,
-                kind=data.kind,
-                text=data.text,
-                ts=now,
-                turn=self.turns,
-                partial=data.partial,
-                tool_name=data.tool_name,
-                tool_input=data.tool_input,
-                is_error=data.is_error,
-                usage=data.usage,
-                cli_session_id=data.cli_session_id,
-                model=data.model,
-                b64=b64,
-            )
-        )
+    def _after_batch(self, process: _Process, outcome: BatchOutcome) -> None:
+        """Answer what the driver must answer; move a long-lived session's status along."""
+        outgoing = process.driver.take_outgoing()
+        if outgoing and process.inbox is not None:
+            self._write_stdin(process, outgoing)
+        if outcome.permission_request and self.spec.permission_policy is PermissionPolicy.ASK:
+            self._pending_permission = outcome.permission_request
+            self._set_status(SessionStatus.WAITING_INPUT)
+        elif outcome.turn_over and self.spec.mode is BackendMode.LONG_LIVED:
+            self._set_status(SessionStatus.IDLE)
 
     # ------------------------------------------------------------------ status
 
@@ -364,9 +358,9 @@ class Session:
                 ts=time.time(),
                 status=status,
                 reason=reason,
-                chunks=self.seq,
+                chunks=self.chunks.seq,
                 turns=self.turns,
-                usage=self.usage,
+                usage=self.chunks.usage,
             )
         )
         self.transcript.close()
@@ -413,13 +407,3 @@ async def _feed_stdin(
         log.warning("stdin_closed_by_agent")
     finally:
         os.close(fd)
-
-
-def _add_usage(total: Usage, turn: Usage) -> Usage:
-    return msgspec.structs.replace(
-        total,
-        input_tokens=total.input_tokens + turn.input_tokens,
-        output_tokens=total.output_tokens + turn.output_tokens,
-        cached_tokens=total.cached_tokens + turn.cached_tokens,
-        cost_usd=total.cost_usd + turn.cost_usd,
-    )

@@ -228,14 +228,14 @@ def run_backend_turn(backend: Backend, spec: SessionSpec, message: str,
     env = {**os.environ, **backend.environment(spec)}
     done = subprocess.run(backend.argv(spec, message, resume_id), env=env, cwd=spec.cwd,
                           capture_output=True, text=True, timeout=TIMEOUT, check=True)
-    parser = backend.parser()
+    parser = backend.driver(spec)
     return [c for line in done.stdout.splitlines() for c in parser.parse(line, Stream.STDOUT)]
 
 
 def test_demo_backend_describes_itself() -> None:
     backend = DemoBackend()
     assert isinstance(backend, Backend)
-    assert (backend.id, backend.mode) == ("demo", "turn")
+    assert (backend.id, backend.modes) == ("demo", ("turn",))
     located = backend.locate()
     assert located.available
     assert located.executable == sys.executable
@@ -251,8 +251,8 @@ def test_demo_backend_environment_and_argv(spec: SessionSpec) -> None:
     assert backend.argv(spec, "hi", "abc")[-2:] == ["--resume", "abc"]
 
 
-def test_demo_backend_encodes_input_as_a_claude_user_line() -> None:
-    line = DemoBackend().encode_input("hello")
+def test_demo_backend_encodes_input_as_a_claude_user_line(spec: SessionSpec) -> None:
+    line = DemoBackend().driver(spec).encode_input("hello")
     assert line.endswith(b"\n")
     assert json.loads(line) == {"type": "user", "message": {"role": "user", "content": "hello"}}
 

@@ -1,0 +1,121 @@
+"""A session's chunk stream: lines become numbered chunks, logged, then published.
+
+This is the hot path. Each pipe read becomes one batch: every chunk is encoded once,
+the batch is appended to the transcript in one write, then each chunk is published
+with the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import time
+from dataclasses import dataclass
+
+import msgspec
+
+from agentplex.client.protocol import Chunk, ChunkKind, Stream, Usage, encode
+from agentplex.plugins.api import ChunkData, Driver
+from agentplex.supervisor.events import EventPublisher
+from agentplex.supervisor.output import Line
+from agentplex.supervisor.transcript import Transcript
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a batch of chunks means for the session's turn."""
+
+    turn_over: bool = False
+    permission_request: str | None = None
+
+
+class ChunkStream:
+    """Numbers a session's chunks from 1 with no gaps; logs each before publishing it."""
+
+    def __init__(self, session_id: str, transcript: Transcript, events: EventPublisher) -> None:
+        self.session_id = session_id
+        self.transcript = transcript
+        self.events = events
+        self.seq = 0
+        self.usage = Usage()
+        self.cli_session_id: str | None = None
+
+    def publish_lines(
+        self,
+        lines: list[Line],
+        stream: Stream,
+        driver: Driver,
+        turn: int,
+        stderr_tail: collections.deque[str],
+    ) -> BatchOutcome:
+        """Turn one read's lines into chunks through ``driver``; log, then publish them."""
+        payloads = []
+        turn_over, permission = False, None
+        now = time.time()
+        for raw, fragment in lines:
+            try:
+                text, b64 = raw.decode(), None
+            except UnicodeDecodeError:
+                text, b64 = raw.decode(errors="replace"), base64.b64encode(raw).decode()
+            if stream is Stream.STDERR:
+                stderr_tail.append(text)
+            if fragment or b64 is not None:
+                datas = [ChunkData(ChunkKind.RAW, text, partial=fragment)]
+            else:
+                datas = driver.parse(text, stream)
+            for data in datas:
+                payloads.append(self._encode(data, stream, now, turn, b64))
+                b64 = None
+                turn_over |= data.kind is ChunkKind.RESULT
+                if data.kind is ChunkKind.PERMISSION_REQUEST and data.request_id:
+                    permission = data.request_id
+        self._commit(payloads)
+        return BatchOutcome(turn_over, permission)
+
+    def publish_one(self, data: ChunkData, turn: int) -> None:
+        """Publish a chunk the daemon itself says (an error, a note about the turn)."""
+        self._commit([self._encode(data, Stream.DAEMON, time.time(), turn, None)])
+
+    def _commit(self, payloads: list[bytes]) -> None:
+        if payloads:
+            self.transcript.write_lines(payloads)
+            self.events.publish_chunks(self.session_id, payloads)
+
+    def _encode(
+        self, data: ChunkData, stream: Stream, now: float, turn: int, b64: str | None
+    ) -> bytes:
+        self.seq += 1
+        if data.cli_session_id:
+            self.cli_session_id = data.cli_session_id
+        if data.kind is ChunkKind.RESULT and data.usage is not None:
+            self.usage = _add_usage(self.usage, data.usage)
+        return encode(
+            Chunk(
+                session_id=self.session_id,
+                seq=self.seq,
+                stream=stream,
+                kind=data.kind,
+                text=data.text,
+                ts=now,
+                turn=turn,
+                partial=data.partial,
+                tool_name=data.tool_name,
+                tool_input=data.tool_input,
+                is_error=data.is_error,
+                usage=data.usage,
+                cli_session_id=data.cli_session_id,
+                model=data.model,
+                request_id=data.request_id,
+                b64=b64,
+            )
+        )
+
+
+def _add_usage(total: Usage, turn: Usage) -> Usage:
+    return msgspec.structs.replace(
+        total,
+        input_tokens=total.input_tokens + turn.input_tokens,
+        output_tokens=total.output_tokens + turn.output_tokens,
+        cached_tokens=total.cached_tokens + turn.cached_tokens,
+        cost_usd=total.cost_usd + turn.cost_usd,
+    )
