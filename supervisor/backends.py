@@ -10,9 +10,13 @@ import structlog
 
 from agentplex.client.errors import UnknownBackend
 from agentplex.client.protocol import BackendInfo
+from agentplex.plugins.acp import AcpBackend
 from agentplex.plugins.api import Backend
+from agentplex.plugins.claude import ClaudeBackend
+from agentplex.plugins.codex import CodexBackend
 from agentplex.plugins.demo import DemoBackend
 from agentplex.plugins.exec_backend import ExecBackend
+from agentplex.plugins.gemini import GeminiBackend
 
 ENTRY_POINT_GROUP = "agentplex.backends"
 
@@ -29,7 +33,15 @@ class BackendRegistry:
     def with_defaults(cls) -> BackendRegistry:
         """The built-in backends plus every installed ``agentplex.backends`` plugin."""
         registry = cls()
-        for backend in (ExecBackend(), DemoBackend()):
+        builtins: tuple[Backend, ...] = (
+            ExecBackend(),
+            DemoBackend(),
+            ClaudeBackend(),
+            CodexBackend(),
+            GeminiBackend(),
+            AcpBackend(),
+        )
+        for backend in builtins:
             registry.register(backend)
         registry.load_entry_points()
         return registry

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import DaemonProcess, start_daemon
+from support import DaemonProcess, install_agent_clis, start_daemon
 
 from agentplex.client import Client
 
@@ -36,3 +36,21 @@ def daemon(short_tmp: Path) -> Iterator[DaemonProcess]:
 def client(daemon: DaemonProcess) -> Iterator[Client]:
     with daemon.client() as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def agent_clis() -> dict[str, Path]:
+    """The real agent CLIs (claude, codex, gemini), installed from npm into the cache once."""
+    return install_agent_clis()
+
+
+@pytest.fixture
+def backend_daemon(short_tmp: Path, agent_clis: dict[str, Path]) -> Iterator[DaemonProcess]:
+    """A daemon whose claude/codex/gemini backends run the real CLIs from the cache."""
+    env = {f"AGENTPLEX_{name.upper()}_CLI": str(path) for name, path in agent_clis.items()}
+    d = start_daemon(short_tmp, "--grace", "2", env=env)
+    try:
+        yield d
+    finally:
+        code = d.stop()
+        assert code == 0, f"daemon exited with {code}: {d.log_lines[-5:]}"

@@ -80,14 +80,18 @@ class DaemonProcess:
         self.log_done.set()
 
 
-def start_daemon(base: Path, *extra: str) -> DaemonProcess:
-    """Start ``agentplex daemon`` with dirs under ``base``; return once it is ready."""
+def start_daemon(base: Path, *extra: str, env: dict[str, str] | None = None) -> DaemonProcess:
+    """Start ``agentplex daemon`` with dirs under ``base``; return once it is ready.
+
+    ``env`` adds variables to the daemon's environment (e.g. ``AGENTPLEX_CLAUDE_CLI``).
+    """
     runtime_dir, state_dir = base / "run", base / "state"
     env = dict(
         os.environ,
         AGENTPLEX_RUNTIME_DIR=str(runtime_dir),
         AGENTPLEX_STATE_DIR=str(state_dir),
         AGENTPLEX_DEMO_DELAY="0.002",
+        **(env or {}),
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "agentplex.client.cli", "daemon", "--log-format", "json", *extra],
@@ -147,3 +151,25 @@ def descendants_with_marker(session_id: str) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError, PermissionError):
             continue
     return found
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def install_agent_clis() -> dict[str, Path]:
+    """Install the pinned real agent CLIs from npm into the cache (once) and return their
+    executables by backend id: ``claude``, ``codex``, ``gemini``."""
+    done = subprocess.run(
+        ["bash", str(REPO / ".ci" / "install-agent-clis")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"installing the agent CLIs failed:\n{done.stderr[-3000:]}")
+    paths = {}
+    for line in done.stdout.splitlines():
+        name, sep, path = line.partition("=")
+        if sep and name in ("claude", "codex", "gemini"):
+            paths[name] = Path(path)
+    return paths
