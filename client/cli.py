@@ -65,6 +65,7 @@ def _add_daemon(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     d.add_argument("--state-dir", help="transcripts and state (default: $AGENTPLEX_STATE_DIR)")
     d.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL (default 5)")
     d.add_argument("--max-sessions", type=int, help="refuse to start more sessions than this")
+    d.add_argument("--turn-timeout", type=float, help="stop a turn after this many seconds")
     d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     d.add_argument("--log-format", choices=["auto", "json", "console"])
 

@@ -35,6 +35,7 @@ def run_daemon(args: argparse.Namespace) -> int:
         "state_dir": str(Path(args.state_dir).absolute()) if args.state_dir else None,
         "terminate_grace": args.grace,
         "max_sessions": args.max_sessions,
+        "turn_timeout": args.turn_timeout,
         "log_level": args.log_level,
         "log_format": args.log_format,
     }

@@ -48,6 +48,9 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Messages a session holds while its agent is busy; beyond this a send is refused."""
     max_line_bytes: int = 1 << 20
     """A line longer than this is cut into chunks of this size (marked partial)."""
+    turn_timeout: float = 1800.0
+    """Longest a turn-based agent process may run; then it is stopped and the turn fails
+    (some CLIs retry a dead API for ever)."""
     heartbeat_interval: float = 2.0
     drain_timeout: float = 0.5
     """How long to keep reading a turn's pipes after its process exited, if a leftover

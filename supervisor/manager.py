@@ -58,10 +58,10 @@ class SessionManager:
         persona = self.personas.get(request.persona) if request.persona else None
         backend = self.backends.get(request.backend or _persona_backend(persona))
         spec, prompt = self._spec(request, backend, persona)
+        self._check_capacity(backend)
         argv_preview = backend.argv(spec, prompt, None)
         if not argv_preview:
             raise InvalidArgument(f"backend {backend.id!r} needs a command (give it after --)")
-        self._check_capacity(backend)
         session = self._create(request, backend, spec, argv_preview, persona)
         await self._tg.start(session.run)
         self.context.events.created(session.info())

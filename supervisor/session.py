@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import math
 import os
 import signal
 import time
@@ -60,6 +61,9 @@ class _Process:
     stderr_tail: collections.deque[str]
     inbox: MemoryObjectSendStream[bytes] | None = None
     interrupted: bool = False
+    timed_out: bool = False
+    finished: bool = False
+    """The agent reported the end of its turn (a result)."""
 
 
 class Session:
@@ -97,6 +101,9 @@ class Session:
         self._ended = anyio.Event()
         self._terminating = False
         self._pending_permission: str | None = None
+        self._resume_id: str | None = None
+        """The CLI's conversation id from the last turn that completed: a turn killed
+        before it finished may have left nothing to resume."""
         self._tg: TaskGroup | None = None
         self.log = structlog.get_logger(__name__).bind(session_id=self.id, backend=backend.id)
 
@@ -197,8 +204,7 @@ class Session:
     # ------------------------------------------------------------------ turns
 
     def _start_turn(self, message: str) -> None:
-        resume_id = self.chunks.cli_session_id if self.turns else None
-        argv = self.backend.argv(self.spec, message, resume_id)
+        argv = self.backend.argv(self.spec, message, self._resume_id)
         self.turns += 1
         self.transcript.write(MessageIn(text=message, ts=time.time(), turn=self.turns))
         self._launch(argv, with_stdin=False)
@@ -262,7 +268,7 @@ class Session:
                 pumps_done = _Countdown(2)
                 tg.start_soon(self._pump, process, child.stdout, Stream.STDOUT, pumps_done)
                 tg.start_soon(self._pump, process, child.stderr, Stream.STDERR, pumps_done)
-                await child.wait()
+                await self._wait_exit(process)
                 with anyio.move_on_after(self._context.config.drain_timeout):
                     await pumps_done.wait()
                 tg.cancel_scope.cancel()
@@ -272,6 +278,20 @@ class Session:
             if process.inbox is not None:
                 process.inbox.close()
         self._process_ended(process)
+
+    async def _wait_exit(self, process: _Process) -> None:
+        """Wait for the process; a turn that outlives ``turn_timeout`` is stopped."""
+        config = self._context.config
+        limit = config.turn_timeout if self.spec.mode is BackendMode.TURN else math.inf
+        with anyio.move_on_after(limit) as scope:
+            await process.child.wait()
+        if scope.cancelled_caught:
+            process.timed_out = True
+            self.log.warning("turn_timed_out", pid=process.child.pid, limit=limit)
+            await kill_tree(
+                self.id, process.child.pid, config.terminate_grace, self._context.reaper
+            )
+            await process.child.wait()
 
     async def _pump(self, process: _Process, fd: int, stream: Stream, done: _Countdown) -> None:
         def deliver(lines: list[Line]) -> None:
@@ -306,7 +326,14 @@ class Session:
         self._end_turn(process, status.describe(), failed=status.code != 0)
 
     def _end_turn(self, process: _Process, how: str, *, failed: bool) -> None:
-        if process.interrupted:
+        if not failed or (process.interrupted and process.finished):
+            self._resume_id = self.chunks.cli_session_id
+        if process.timed_out:
+            limit = self._context.config.turn_timeout
+            self._emit_daemon(
+                ChunkKind.ERROR, f"turn {self.turns} took longer than {limit:g} s and was stopped"
+            )
+        elif process.interrupted:
             self._emit_daemon(ChunkKind.SYSTEM, f"turn {self.turns} interrupted ({how})")
         elif failed:
             tail = "\n".join(process.stderr_tail)
@@ -330,6 +357,7 @@ class Session:
 
     def _after_batch(self, process: _Process, outcome: BatchOutcome) -> None:
         """Answer what the driver must answer; move a long-lived session's status along."""
+        process.finished |= outcome.turn_over
         outgoing = process.driver.take_outgoing()
         if outgoing and process.inbox is not None:
             self._write_stdin(process, outgoing)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
-from support import is_chunk, next_event
+from support import is_chunk, next_event, start_daemon
 
 from agentplex.client import Client
 from agentplex.client import protocol as p
@@ -67,3 +68,20 @@ def _became(session_id: str, status: p.SessionStatus) -> Callable[[p.Event], boo
         )
 
     return match
+
+
+def test_a_turn_that_outlives_the_turn_timeout_is_stopped_and_the_session_goes_on(
+    short_tmp: Path,
+) -> None:
+    daemon = start_daemon(short_tmp, "--turn-timeout", "1", "--grace", "0.5")
+    try:
+        with daemon.client() as client, client.subscribe(p.CHUNK_TOPIC, p.SESSION_TOPIC) as events:
+            info = client.start("demo", "SLOW this will take too long")
+            error = next_event(events, is_chunk(info.id, p.ChunkKind.ERROR))
+            assert "longer than 1 s" in error.text  # type: ignore[union-attr]
+            next_event(events, _became(info.id, p.SessionStatus.IDLE))
+            client.send("quick one", info.id)
+            result = next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
+            assert "quick one" in result.text  # type: ignore[union-attr]
+    finally:
+        assert daemon.stop() == 0
