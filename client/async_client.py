@@ -26,8 +26,8 @@ from agentplex.client.errors import (
     RequestTimeout,
     error_from_code,
 )
+from agentplex.client.follow import follow
 from agentplex.client.paths import RuntimePaths, default_runtime_dir
-from agentplex.client.transcripts import read_chunks
 
 R = TypeVar("R", bound=p.Reply)
 
@@ -44,10 +44,16 @@ class AsyncClient:
     """
 
     def __init__(
-        self, runtime_dir: Path | str | None = None, *, timeout: float = DEFAULT_TIMEOUT
+        self,
+        runtime_dir: Path | str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        receive_hwm: int = SUB_HIGH_WATER_MARK,
     ) -> None:
         self.paths = RuntimePaths(Path(runtime_dir) if runtime_dir else default_runtime_dir())
         self.timeout = timeout
+        self.receive_hwm = receive_hwm
+        """Events a subscription buffers before ZeroMQ drops more (follow() refills them)."""
         self._ids = itertools.count(1)
         self._waiting: dict[int, _Waiter] = {}
         self._ctx: zmq.asyncio.Context | None = None
@@ -157,37 +163,17 @@ class AsyncClient:
         """One session's info (an id or unique prefix; None: the active session)."""
         return (await self.request(p.Inspect(session=session), p.Described, timeout)).session
 
-    async def follow(self, session: str, from_seq: int = 1) -> AsyncGenerator[p.Chunk, None]:
+    def follow(self, session: str, from_seq: int = 1) -> AsyncGenerator[p.Chunk, None]:
         """Every chunk of a session from ``from_seq`` on, exactly once and in seq order,
-        live until the session ends.
+        live until the session ends; survives a slow consumer and a daemon restart."""
+        return follow(self, session, from_seq)
 
-        Subscribes first, then reads the history, then merges: a chunk is written to the
-        transcript before it is published, so any gap in what arrives live (a late start,
-        a dropped message) is filled from the transcript.
-        """
-        info = await self.inspect(session)
-        topics = (p.chunk_topic(info.id), f"session.terminated.{info.id}")
-        async with self.subscribe(*topics) as events:
-            info = await self.inspect(info.id)
-            last = from_seq - 1
-            for chunk in read_chunks(info.transcript, last):
-                yield chunk
-                last = chunk.seq
-            if info.status.ended:
-                return
-            async for event in events:
-                if isinstance(event, p.SessionTerminated):
-                    for chunk in read_chunks(info.transcript, last):
-                        yield chunk
-                    return
-                if not isinstance(event, p.Chunk) or event.seq <= last:
-                    continue
-                for chunk in read_chunks(info.transcript, last):
-                    if chunk.seq >= event.seq:
-                        break
-                    yield chunk
-                yield event
-                last = event.seq
+    async def replay(
+        self, session: str, from_seq: int = 1, *, limit: int = 10_000, timeout: float | None = None
+    ) -> p.Replayed:
+        """One page of a session's chunks from ``from_seq`` (see ``follow``)."""
+        request = p.Replay(session=session, from_seq=from_seq, limit=limit)
+        return await self.request(request, p.Replayed, timeout)
 
     async def switch(self, session: str, *, timeout: float | None = None) -> str:
         """Make a session the active one; returns its full id."""
@@ -249,7 +235,7 @@ class AsyncClient:
         assert self._ctx is not None, "use the client inside 'async with'"
         sub = self._ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.RCVHWM, SUB_HIGH_WATER_MARK)
+        sub.setsockopt(zmq.RCVHWM, self.receive_hwm)
         token = secrets.token_hex(8)
         sync_topic = p.topic_of(p.SyncMark(token=token))
         for prefix in prefixes or (b"",):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agentplex.client import protocol as p
-from agentplex.client.errors import EXIT_USAGE, AgentplexError
+from agentplex.client.errors import EXIT_USAGE, AgentplexError, InvalidArgument
 from agentplex.client.render import ChunkPrinter, session_table
 from agentplex.client.sync_client import Client
 from agentplex.client.transcripts import read_records
@@ -174,7 +174,7 @@ def parse_env(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise AgentplexError(f"--env expects KEY=VALUE, got {pair!r}")
+            raise InvalidArgument(f"--env expects KEY=VALUE, got {pair!r}")
         env[key] = value
     return env
 
@@ -298,9 +298,24 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
 }
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line; for ``start``, everything after ``--`` is the command.
+
+    argparse alone would hand the command's first word to the optional ``prompt``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "start" and "--" in argv:
+        cut = argv.index("--")
+        args = parser.parse_args(argv[:cut])
+        args.argv = argv[cut + 1 :]
+    return args
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run one CLI command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     if args.runtime_dir:
         os.environ["AGENTPLEX_RUNTIME_DIR"] = str(Path(args.runtime_dir).absolute())
     if args.command in ("daemon", "demo"):

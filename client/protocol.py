@@ -219,6 +219,14 @@ class Permit(_Request, frozen=True, tag="permit"):
     request_id: str | None = None
 
 
+class Replay(_Request, frozen=True, tag="replay"):
+    """Every chunk of a session from ``from_seq`` on, at most ``limit`` per page."""
+
+    session: str
+    from_seq: int = 1
+    limit: int = 10_000
+
+
 class ListPersonas(_Request, frozen=True, tag="personas"):
     """List every persona template, and the template files that could not be read."""
 
@@ -249,6 +257,7 @@ Request = (
     | Inspect
     | Switch
     | Permit
+    | Replay
     | ListBackends
     | ListPersonas
     | Sync
@@ -311,6 +320,19 @@ class Permitted(_Reply, frozen=True, tag="permitted"):
     request_id: str
 
 
+class Replayed(_Reply, frozen=True, tag="replayed"):
+    """One page of chunks (JSON objects, in seq order) and where the session stands.
+
+    ``last_seq`` is the session's newest seq; more pages follow while the last chunk's
+    seq is below it. ``ended`` says no chunk will ever follow ``last_seq``.
+    """
+
+    session_id: str
+    chunks: list[msgspec.Raw]
+    last_seq: int
+    ended: bool
+
+
 class Personas(_Reply, frozen=True, tag="personas"):
     personas: list[PersonaInfo]
     problems: list[str] = []
@@ -340,6 +362,7 @@ Reply = (
     | Described
     | Switched
     | Permitted
+    | Replayed
     | Backends
     | Personas
     | Synced
@@ -494,6 +517,15 @@ class ProcessExit(_Msg, frozen=True, tag="process.exit"):
     signal: int | None = None
 
 
+class Recovered(_Msg, frozen=True, tag="daemon.recovered"):
+    """Written when a restarted daemon takes a session back after a crash."""
+
+    ts: float
+    previous: SessionStatus
+    status: SessionStatus
+    damaged_lines: int = 0
+
+
 class Footer(_Msg, frozen=True, tag="footer"):
     """Last line of a finished transcript."""
 
@@ -505,7 +537,7 @@ class Footer(_Msg, frozen=True, tag="footer"):
     usage: Usage = Usage()
 
 
-Record = Header | MessageIn | Chunk | ProcessSpawned | ProcessExit | Footer
+Record = Header | MessageIn | Chunk | ProcessSpawned | ProcessExit | Recovered | Footer
 
 
 # --------------------------------------------------------------------------- codecs
@@ -516,3 +548,4 @@ envelope_decoder: Final = msgspec.json.Decoder(Envelope)
 reply_decoder: Final[msgspec.json.Decoder[Reply]] = msgspec.json.Decoder(Reply)
 event_decoder: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 record_decoder: Final[msgspec.json.Decoder[Record]] = msgspec.json.Decoder(Record)
+chunk_decoder: Final[msgspec.json.Decoder[Chunk]] = msgspec.json.Decoder(Chunk)

@@ -72,6 +72,7 @@ class Client:
     permit = _blocking(AsyncClient.permit)
     personas = _blocking(AsyncClient.personas)
     ping = _blocking(AsyncClient.ping)
+    replay = _blocking(AsyncClient.replay)
 
     @contextmanager
     def subscribe(self, *prefixes: str | bytes) -> Iterator[SyncSubscription]:

@@ -17,6 +17,7 @@ import msgspec
 from agentplex.client.protocol import Chunk, ChunkKind, Stream, Usage, encode
 from agentplex.plugins.api import ChunkData, Driver
 from agentplex.supervisor.events import EventPublisher
+from agentplex.supervisor.history import ChunkHistory
 from agentplex.supervisor.output import Line
 from agentplex.supervisor.transcript import Transcript
 
@@ -32,10 +33,17 @@ class BatchOutcome:
 class ChunkStream:
     """Numbers a session's chunks from 1 with no gaps; logs each before publishing it."""
 
-    def __init__(self, session_id: str, transcript: Transcript, events: EventPublisher) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        transcript: Transcript,
+        events: EventPublisher,
+        history: ChunkHistory,
+    ) -> None:
         self.session_id = session_id
         self.transcript = transcript
         self.events = events
+        self.history = history
         self.seq = 0
         self.usage = Usage()
         self.cli_session_id: str | None = None
@@ -78,7 +86,9 @@ class ChunkStream:
 
     def _commit(self, payloads: list[bytes]) -> None:
         if payloads:
+            offset = self.transcript.size
             self.transcript.write_lines(payloads)
+            self.history.record(self.seq - len(payloads) + 1, payloads, offset)
             self.events.publish_chunks(self.session_id, payloads)
 
     def _encode(

@@ -51,6 +51,10 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     turn_timeout: float = 1800.0
     """Longest a turn-based agent process may run; then it is stopped and the turn fails
     (some CLIs retry a dead API for ever)."""
+    replay_ring_chunks: int = 4096
+    replay_ring_bytes: int = 1 << 20
+    """Per session, the newest chunks kept in memory for replay (the rest is read from
+    the transcript)."""
     heartbeat_interval: float = 2.0
     drain_timeout: float = 0.5
     """How long to keep reading a turn's pipes after its process exited, if a leftover

@@ -37,6 +37,8 @@ from agentplex.client.protocol import (
     Personas,
     Ping,
     Pong,
+    Replay,
+    Replayed,
     Reply,
     Request,
     Send,
@@ -128,6 +130,17 @@ class ControlServer:
             case Permit(session=ref, allow=allow, request_id=request_id):
                 session, answered = manager.permit(ref, allow, request_id)
                 return Permitted(id=rid, session_id=session.id, request_id=answered)
+            case Replay(session=ref, from_seq=from_seq, limit=limit):
+                session = manager.registry.get(ref)
+                last_seq, ended = session.chunks.seq, session.finished_streaming
+                found = await session.replay(max(from_seq, 1), max(1, min(limit, 50_000)))
+                return Replayed(
+                    id=rid,
+                    session_id=session.id,
+                    chunks=[msgspec.Raw(line) for line in found],
+                    last_seq=last_seq,
+                    ended=ended,
+                )
             case ListPersonas():
                 problems = [str(problem) for problem in manager.personas.problems]
                 return Personas(id=rid, personas=manager.personas.describe(), problems=problems)

@@ -36,6 +36,7 @@ from agentplex.plugins.api import (
 from agentplex.supervisor.chunks import BatchOutcome, ChunkStream
 from agentplex.supervisor.config import Config
 from agentplex.supervisor.events import EventPublisher
+from agentplex.supervisor.history import ChunkHistory
 from agentplex.supervisor.output import Line, pump_lines
 from agentplex.supervisor.process_group import Child, ChildReaper, kill_tree, signal_group, spawn
 from agentplex.supervisor.transcript import Transcript
@@ -91,7 +92,12 @@ class Session:
         self.exit_code: int | None = None
         self.ended_reason: str | None = None
         self.transcript = transcript
-        self.chunks = ChunkStream(self.id, transcript, context.events)
+        history = ChunkHistory(
+            transcript.path,
+            ring_chunks=context.config.replay_ring_chunks,
+            ring_bytes=context.config.replay_ring_bytes,
+        )
+        self.chunks = ChunkStream(self.id, transcript, context.events, history)
         self._env = env
         self._context = context
         self._pending: collections.deque[str] = collections.deque()
@@ -176,6 +182,21 @@ class Session:
             self._write_stdin(process, in_band)
         else:
             signal_group(process.child.pid, signal.SIGINT)
+
+    async def replay(self, from_seq: int, limit: int) -> list[bytes]:
+        """Chunks from ``from_seq`` on, at most ``limit``: from memory, else from disk."""
+        history = self.chunks.history
+        found = history.from_memory(from_seq, limit)
+        if found is None:
+            found = await anyio.to_thread.run_sync(history.from_disk, from_seq, limit)
+        return found
+
+    @property
+    def finished_streaming(self) -> bool:
+        """No chunk will ever follow the last one."""
+        if self.status is SessionStatus.INTERRUPTED:
+            return self.spec.mode is BackendMode.LONG_LIVED
+        return self.status.ended
 
     def permit(self, allow: bool, request_id: str | None = None) -> str:
         """Answer the agent's pending permission request; returns the request id answered."""

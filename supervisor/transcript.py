@@ -20,6 +20,8 @@ class Transcript:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.size = os.fstat(self._fd).st_size
+        """Bytes in the file: the offset where the next write lands."""
 
     @classmethod
     def create(cls, sessions_dir: Path, tag: str | None, session_id: str) -> Transcript:
@@ -44,6 +46,7 @@ class Transcript:
         try:
             while view:
                 written = os.write(self._fd, view)
+                self.size += written
                 view = view[written:]
         except OSError as exc:
             raise TranscriptWriteError(exc.errno, f"writing {self.path}: {exc.strerror}") from exc
