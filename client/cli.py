@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from agentplex.client import admin, doctor, service, top
 from agentplex.client import protocol as p
 from agentplex.client.errors import EXIT_USAGE, AgentplexError, InvalidArgument
 from agentplex.client.render import ChunkPrinter, session_table
@@ -28,7 +29,8 @@ environment: AGENTPLEX_RUNTIME_DIR (sockets, lock) and AGENTPLEX_STATE_DIR (tran
 place a daemon; every command honours them, so isolated daemons can run side by side.
 
 exit codes: 0 ok, 2 bad input, 3 no such session, 4 session state forbids it,
-69 daemon not running, 70 internal error, 75 timeout, 130 interrupted by Ctrl-C.
+69 daemon not running, 70 internal error, 74 transcript not writable, 75 timeout,
+130 interrupted by Ctrl-C.
 
 examples:
   agentplex daemon &                          # run the daemon (foreground; systemd-friendly)
@@ -51,12 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--runtime-dir", help="daemon runtime dir (default: $AGENTPLEX_RUNTIME_DIR)"
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait per request")
+    parser.add_argument("--config", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_daemon(sub)
     _add_demo(sub)
     _add_start(sub)
     _add_session_commands(sub)
     _add_views(sub)
+    _add_operations(sub)
     return parser
 
 
@@ -68,6 +72,8 @@ def _add_daemon(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     d.add_argument("--turn-timeout", type=float, help="stop a turn after this many seconds")
     d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     d.add_argument("--log-format", choices=["auto", "json", "console"])
+    d.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    d.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -298,6 +304,54 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
 }
 
 
+# ---------------------------------------------------------------------- running as a service
+
+CONFIG_HELP = "config file (default: $AGENTPLEX_CONFIG, else ~/.config/agentplex/config.toml)"
+
+LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "service": service.run,
+    "doctor": doctor.run,
+    "config": admin.run_config,
+    "purge": admin.run_purge,
+    "top": top.run,
+}
+"""Commands that need no daemon connection up front (``top`` and ``purge`` open their own)."""
+READS_OWN_CONFIG = ("daemon", "doctor", "config")
+"""Commands that load the config file themselves (with flags, or to report on it)."""
+
+
+def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    service.add_parser(sub)
+    doctor.add_parser(sub)
+    admin.add_parsers(sub)
+    top.add_parser(sub)
+
+
+def _use_config_file(args: argparse.Namespace) -> int:
+    """Let the config file's dirs and backend CLIs reach this command; 0, or the exit code
+    of a broken file."""
+    from agentplex.supervisor import config_file
+
+    try:
+        config_file.export_to_environment(config_file.load(args.config))
+    except config_file.ConfigError as exc:
+        print(f"agentplex {args.command}: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+def _run_local(args: argparse.Namespace) -> int:
+    try:
+        return LOCAL_COMMANDS[args.command](args)
+    except AgentplexError as exc:
+        print(f"agentplex {args.command}: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse a command line; for ``start``, everything after ``--`` is the command.
 
@@ -318,6 +372,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.runtime_dir:
         os.environ["AGENTPLEX_RUNTIME_DIR"] = str(Path(args.runtime_dir).absolute())
+    if args.command not in READS_OWN_CONFIG and (code := _use_config_file(args)):
+        return code
+    if args.command in LOCAL_COMMANDS:
+        return _run_local(args)
     if args.command in ("daemon", "demo"):
         from agentplex.client import local
 

@@ -13,6 +13,7 @@ EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_CONFLICT = 4
 EXIT_SOFTWARE = 70
+EXIT_IOERR = 74
 EXIT_UNAVAILABLE = 69
 EXIT_TEMPFAIL = 75
 
@@ -159,6 +160,13 @@ class SpawnFailed(AgentplexError):
 
     code = "spawn_failed"
     exit_code = EXIT_SOFTWARE
+
+
+class TranscriptFailed(AgentplexError):
+    """A session's transcript cannot be written (a full disk...): the session is stopped."""
+
+    code = "transcript_failed"
+    exit_code = EXIT_IOERR
 
 
 class DaemonNotRunning(AgentplexError):

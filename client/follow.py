@@ -9,8 +9,8 @@ or a missed end is noticed too.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
@@ -24,12 +24,14 @@ QUIET_CHECK = 2.0
 """Seconds without a chunk after which the follower asks the daemon where it stands."""
 RETRY_DELAY = 0.2
 
+T = TypeVar("T")
+
 
 async def follow(
     client: AsyncClient, session: str, from_seq: int = 1, *, reconnect_timeout: float = 60.0
 ) -> AsyncGenerator[p.Chunk, None]:
     """Yield each chunk of ``session`` from ``from_seq`` until the session ends."""
-    sid = (await client.inspect(session)).id
+    sid = (await _retrying(lambda: client.inspect(session, timeout=2.0), reconnect_timeout)).id
     topics = (p.chunk_topic(sid), f"session.terminated.{sid}", f"session.status_changed.{sid}")
     state = _Position(from_seq)
     async with client.subscribe(*topics) as events:
@@ -77,10 +79,14 @@ async def _catch_up(
 async def _replay_page(
     client: AsyncClient, sid: str, from_seq: int, reconnect_timeout: float
 ) -> p.Replayed:
-    """One replay page; while the daemon is away (restarting), keep asking."""
+    return await _retrying(lambda: client.replay(sid, from_seq, timeout=2.0), reconnect_timeout)
+
+
+async def _retrying(request: Callable[[], Awaitable[T]], reconnect_timeout: float) -> T:
+    """Ask until the daemon answers: while it is away (restarting) requests time out."""
     with anyio.fail_after(reconnect_timeout):
         while True:
             try:
-                return await client.replay(sid, from_seq, timeout=2.0)
+                return await request()
             except (RequestTimeout, DaemonNotRunning):
                 await anyio.sleep(RETRY_DELAY)

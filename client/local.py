@@ -26,20 +26,30 @@ DAEMON_START_TIMEOUT = 15.0
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    """``agentplex daemon``: run the daemon in the foreground."""
-    from agentplex.supervisor.config import Config
+    """``agentplex daemon``: run the daemon in the foreground.
+
+    Flags over AGENTPLEX_* variables over the config file over the defaults.
+    """
+    from agentplex.supervisor import config_file
     from agentplex.supervisor.daemon import run
 
-    overrides = {
-        "runtime_dir": os.environ.get("AGENTPLEX_RUNTIME_DIR"),
+    flags = {
+        "runtime_dir": str(Path(args.runtime_dir).absolute()) if args.runtime_dir else None,
         "state_dir": str(Path(args.state_dir).absolute()) if args.state_dir else None,
         "terminate_grace": args.grace,
         "max_sessions": args.max_sessions,
         "turn_timeout": args.turn_timeout,
         "log_level": args.log_level,
         "log_format": args.log_format,
+        "metrics_port": args.metrics_port,
     }
-    return run(Config(**{k: v for k, v in overrides.items() if v is not None}))
+    try:
+        resolved = config_file.load(getattr(args, "config", None), flags=flags)
+    except config_file.ConfigError as exc:
+        print(f"agentplex daemon: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    config_file.export_to_environment(resolved)
+    return run(resolved.config)
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -112,6 +112,13 @@ class Driver:
         """An in-band interrupt for stdin, or None to send SIGINT to the process group."""
         return None
 
+    def resumable_id(self) -> str | None:
+        """The CLI's session id once the CLI has saved the conversation, so that a turn
+        stopped from now on (interrupted, killed, timed out) can still be resumed; None
+        while nothing is saved or the CLI cannot tell. With None the daemon resumes only
+        from a turn that exited 0 or reported its result."""
+        return None
+
     def answer_permission(self, request_id: str, allow: bool) -> bytes:
         """The bytes that answer the agent's permission request ``request_id``."""
         raise NotImplementedError(f"{type(self).__name__} takes no permission answers")

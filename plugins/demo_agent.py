@@ -5,7 +5,9 @@ Claude-like flags are accepted and ignored. It remembers each conversation in
 ``$AGENTPLEX_DEMO_HOME/<session-id>.json`` and types its reply word by word, about 1.5 s
 in all (``AGENTPLEX_DEMO_DELAY`` sets the seconds per word). Words in the prompt steer it:
 ``SLOW`` types 200 words (at least 0.02 s each, so there is time to interrupt), ``CRASH``
-dies mid-stream with exit 3 and no result, ``FAIL`` reports an API error with exit 1.
+dies mid-stream with exit 3 and no result, ``FAIL`` reports an API error with exit 1,
+``BACKGROUND`` starts a detached ``sleep`` and leaves it running, the way agents' shell
+tools often do (its pid is in the reply).
 
 Stdlib only, and nothing from agentplex is imported, so it starts fast.
 """
@@ -17,6 +19,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -275,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(turn)
         return 1
     words = compose(prompt, turns)
+    if "BACKGROUND" in prompt:
+        words = [f"background={leave_a_process_behind()}", *words]
     try:
         typed = type_reply(turn, words, word_delay(prompt, len(words)), "CRASH" in prompt)
     except Crashed:
@@ -287,6 +292,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         finish(turn, text)
     return 0
+
+
+def leave_a_process_behind() -> int:
+    """Start ``sleep`` in a session of its own, as a shell tool would, and let it be."""
+    process = subprocess.Popen(
+        ["sleep", "300"],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return process.pid
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Each stdout line is one JSON object tagged by ``type``: ``system``, ``stream_event`` (raw
 Anthropic SSE events, with ``--include-partial-messages``), ``assistant`` and ``user``
-(one content block per line), ``result`` and ``control_request``. The parser never raises
+(one content block per line), ``result``, and the control protocol's ``control_request``,
+``control_response`` and ``control_cancel_request``. The parser never raises
 and never drops a line: text that is not a JSON object, or an object that does not fit the
 schema, becomes a ``raw`` chunk; an object of a type it does not know becomes a ``system``
 chunk naming the type.
@@ -106,10 +107,27 @@ class _ControlBody(msgspec.Struct, frozen=True):
 
 
 class _ControlRequest(_Line, frozen=True, tag="control_request"):
+    request_id: str | None = None
     request: _ControlBody = _ControlBody()
 
 
-_Known = _System | _StreamEvent | _Assistant | _User | _Result | _ControlRequest
+class _ControlResponseBody(msgspec.Struct, frozen=True):
+    subtype: str = ""
+    request_id: str | None = None
+    error: str | None = None
+
+
+class _ControlResponse(_Line, frozen=True, tag="control_response"):
+    response: _ControlResponseBody = _ControlResponseBody()
+
+
+class _ControlCancel(_Line, frozen=True, tag="control_cancel_request"):
+    request_id: str | None = None
+
+
+_Data = _System | _StreamEvent | _Assistant | _User | _Result | _ControlRequest | _ControlResponse
+"""Lines whose chunks need nothing from the driver."""
+_Known = _Data | _ControlCancel
 _decode_known = msgspec.json.Decoder(_Known).decode
 _decode_any = msgspec.json.Decoder().decode
 
@@ -121,7 +139,9 @@ class ClaudeStreamParser(Driver):
     """A driver for Claude Code's stream-json dialect (and the demo agent's).
 
     Reads stream-json lines into chunks; writes a message to a long-lived process as a
-    stream-json ``user`` line.
+    stream-json ``user`` line. It answers no control requests: a ``can_use_tool`` request
+    becomes a ``permission_request`` chunk without a ``request_id``. A subclass that speaks
+    the control protocol overrides :meth:`permission_request` and :meth:`request_cancelled`.
     """
 
     def encode_input(self, message: str) -> bytes:
@@ -138,13 +158,31 @@ class ClaudeStreamParser(Driver):
             return _unknown(line, data)
         except (msgspec.DecodeError, RecursionError):
             return [_raw(line)]
-        chunks = _chunks(known)
+        chunks = self._chunks(known)
         if known.session_id is None:
             return chunks
         return [dataclasses.replace(c, cli_session_id=known.session_id) for c in chunks]
 
+    def permission_request(
+        self, request_id: str | None, tool_name: str, tool_input: Any
+    ) -> ChunkData:
+        """The chunk for the CLI's ``can_use_tool`` request ``request_id`` (None if absent)."""
+        return permission_chunk(tool_name, tool_input)
 
-def _chunks(line: _Known) -> list[ChunkData]:
+    def request_cancelled(self, request_id: str | None) -> ChunkData:
+        """The chunk for ``control_cancel_request``: the CLI withdrew one of its requests."""
+        return ChunkData(ChunkKind.SYSTEM, f"control_cancel_request: {request_id or '?'}")
+
+    def _chunks(self, line: _Known) -> list[ChunkData]:
+        if isinstance(line, _ControlCancel):
+            return [self.request_cancelled(line.request_id)]
+        if isinstance(line, _ControlRequest) and line.request.subtype == "can_use_tool":
+            name = line.request.tool_name or "?"
+            return [self.permission_request(line.request_id, name, line.request.input)]
+        return _data_chunks(line)
+
+
+def _data_chunks(line: _Data) -> list[ChunkData]:
     match line:
         case _System():
             return [ChunkData(ChunkKind.SYSTEM, _system_text(line), model=line.model)]
@@ -159,7 +197,9 @@ def _chunks(line: _Known) -> list[ChunkData]:
         case _Result():
             return [_result_chunk(line)]
         case _ControlRequest(request=request):
-            return [_control_chunk(request)]
+            return [ChunkData(ChunkKind.SYSTEM, f"control_request: {request.subtype or '?'}")]
+        case _ControlResponse(response=response):
+            return [_control_response_chunk(response)]
 
 
 def _raw(line: str) -> ChunkData:
@@ -280,12 +320,26 @@ def _usage(line: _Result) -> Usage:
     )
 
 
-def _control_chunk(request: _ControlBody) -> ChunkData:
-    if request.subtype != "can_use_tool":
-        return ChunkData(ChunkKind.SYSTEM, f"control_request: {request.subtype or '?'}")
-    name = request.tool_name or "?"
-    text = f"permission: {tool_summary(name, request.input)}"
-    return ChunkData(ChunkKind.PERMISSION_REQUEST, text, tool_name=name, tool_input=request.input)
+def _control_response_chunk(response: _ControlResponseBody) -> ChunkData:
+    """The CLI's answer to one of our control requests (an interrupt, say)."""
+    text = f"control_response: {response.subtype or '?'} {response.request_id or '?'}"
+    if response.error:
+        return ChunkData(ChunkKind.ERROR, f"{text}: {response.error}", is_error=True)
+    return ChunkData(ChunkKind.SYSTEM, text)
+
+
+def permission_chunk(
+    tool_name: str, tool_input: Any, note: str = "", request_id: str | None = None
+) -> ChunkData:
+    """A ``permission_request`` chunk: ``permission: <tool summary>`` plus ``note``."""
+    text = f"permission: {tool_summary(tool_name, tool_input)}{note}"
+    return ChunkData(
+        ChunkKind.PERMISSION_REQUEST,
+        text,
+        tool_name=tool_name,
+        tool_input=tool_input,
+        request_id=request_id,
+    )
 
 
 def tool_summary(name: str, tool_input: Any) -> str:

@@ -26,7 +26,8 @@ from agentplex.supervisor.transcript import Transcript
 class BatchOutcome:
     """What a batch of chunks means for the session's turn."""
 
-    turn_over: bool = False
+    results: int = 0
+    """How many turns the batch reported finished."""
     permission_request: str | None = None
 
 
@@ -46,7 +47,13 @@ class ChunkStream:
         self.history = history
         self.seq = 0
         self.usage = Usage()
+        self.last_activity = time.time()
+        """When the session last said or was told something (for the idle timeout)."""
         self.cli_session_id: str | None = None
+
+    def restore(self, seq: int, usage: Usage, cli_session_id: str | None) -> None:
+        """Continue numbering after ``seq`` (a session taken back after a daemon restart)."""
+        self.seq, self.usage, self.cli_session_id = seq, usage, cli_session_id
 
     def publish_lines(
         self,
@@ -58,7 +65,7 @@ class ChunkStream:
     ) -> BatchOutcome:
         """Turn one read's lines into chunks through ``driver``; log, then publish them."""
         payloads = []
-        turn_over, permission = False, None
+        results, permission = 0, None
         now = time.time()
         for raw, fragment in lines:
             try:
@@ -74,11 +81,11 @@ class ChunkStream:
             for data in datas:
                 payloads.append(self._encode(data, stream, now, turn, b64))
                 b64 = None
-                turn_over |= data.kind is ChunkKind.RESULT
+                results += data.kind is ChunkKind.RESULT
                 if data.kind is ChunkKind.PERMISSION_REQUEST and data.request_id:
                     permission = data.request_id
         self._commit(payloads)
-        return BatchOutcome(turn_over, permission)
+        return BatchOutcome(results, permission)
 
     def publish_one(self, data: ChunkData, turn: int) -> None:
         """Publish a chunk the daemon itself says (an error, a note about the turn)."""
@@ -86,6 +93,7 @@ class ChunkStream:
 
     def _commit(self, payloads: list[bytes]) -> None:
         if payloads:
+            self.last_activity = time.time()
             offset = self.transcript.size
             self.transcript.write_lines(payloads)
             self.history.record(self.seq - len(payloads) + 1, payloads, offset)

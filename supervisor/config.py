@@ -48,6 +48,16 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Messages a session holds while its agent is busy; beyond this a send is refused."""
     max_line_bytes: int = 1 << 20
     """A line longer than this is cut into chunks of this size (marked partial)."""
+    max_run_time: float = 0.0
+    """Seconds a session may live (0: no limit)."""
+    idle_timeout: float = 0.0
+    """Seconds a session may go without output or input (0: no limit)."""
+    max_rss_bytes: int = 0
+    """Resident memory of all a session's processes together (0: no limit)."""
+    max_processes: int = 512
+    """Processes a session may have at once: stops fork bombs (0: no limit)."""
+    limit_interval: float = 1.0
+    """How often the limits are checked."""
     turn_timeout: float = 1800.0
     """Longest a turn-based agent process may run; then it is stopped and the turn fails
     (some CLIs retry a dead API for ever)."""
@@ -55,6 +65,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     replay_ring_bytes: int = 1 << 20
     """Per session, the newest chunks kept in memory for replay (the rest is read from
     the transcript)."""
+    stop_turn_leftovers: bool = True
+    """End whatever a turn-based agent's process left running when its turn ends."""
     heartbeat_interval: float = 2.0
     drain_timeout: float = 0.5
     """How long to keep reading a turn's pipes after its process exited, if a leftover
@@ -62,6 +74,17 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     env_allowlist: tuple[str, ...] = DEFAULT_ENV_ALLOWLIST
+    # -- service settings (issue #5); the file keys are in config_file.KEYS
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on ``metrics_host:metrics_port`` (0: any free port); None: off."""
+    metrics_host: str = "127.0.0.1"
+    retention_compress_days: float | None = None
+    """Gzip finished transcripts last written more than this many days ago; None: never."""
+    retention_delete_days: float | None = None
+    """Delete transcripts last written more than this many days ago; None: never."""
+    retention_interval_hours: float = 24.0
+    backend_flags: dict[str, tuple[str, ...]] = {}
+    """Extra arguments for each backend's CLI, by backend id."""
 
     def __post_init__(self) -> None:
         if not self.runtime_dir:

@@ -14,21 +14,27 @@ import anyio
 import structlog
 import zmq
 import zmq.asyncio
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
 from agentplex.client.errors import DaemonAlreadyRunning
-from agentplex.client.protocol import PROTOCOL_VERSION, DaemonInfo
+from agentplex.client.protocol import PROTOCOL_VERSION, DaemonInfo, SessionInfo
 from agentplex.supervisor import _linux
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.config import Config
 from agentplex.supervisor.control import ControlServer
 from agentplex.supervisor.events import EventPublisher
+from agentplex.supervisor.limits import LimitWatch
 from agentplex.supervisor.logs import configure_logging
 from agentplex.supervisor.manager import SessionManager
+from agentplex.supervisor.metrics import Metrics, MetricsServer, MetricsUnavailable
+from agentplex.supervisor.notify import Notifier
 from agentplex.supervisor.personas import PersonaRegistry
 from agentplex.supervisor.process_group import ChildReaper
+from agentplex.supervisor.recovery import restore_sessions
 from agentplex.supervisor.registry import SessionRegistry
+from agentplex.supervisor.retention import RetentionService
 from agentplex.supervisor.session import SessionContext
+from agentplex.supervisor.table import SessionRecord, SessionTable
 
 PUB_HIGH_WATER_MARK = 100_000
 MAX_ZMQ_MESSAGE = 64 << 20
@@ -44,27 +50,38 @@ class Server:
         self.backends = backends or BackendRegistry.with_defaults()
         self.registry = SessionRegistry()
         self.reaper = ChildReaper()
+        self.table = SessionTable(Path(config.state_dir))
         self.started_at = time.time()
         self.should_exit = anyio.Event()
+        # -- systemd notify, metrics (issue #5)
+        self.notifier = Notifier.from_environment()
+        self.metrics = Metrics(backend.id for backend in self.backends)
+        self.metrics_server: MetricsServer | None = None
 
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT (or :attr:`should_exit`), then shut down cleanly."""
         with ExitStack() as stack:
             stack.enter_context(_RuntimeLock(self.config))
+            prepare_private_dir(Path(self.config.state_dir))
             _linux.become_child_subreaper()
             ctx = zmq.asyncio.Context()
             stack.callback(ctx.term)
             control, events = self._bind(ctx, stack)
-            publisher = EventPublisher(zmq.Socket.shadow(events.underlying), self.registry.snapshot)
+            stack.callback(self.notifier.close)
+            await self._bind_metrics()
+            publisher = EventPublisher(zmq.Socket.shadow(events.underlying), self._snapshot)
             await self._run(control, publisher)
 
     async def _run(self, control: zmq.asyncio.Socket, publisher: EventPublisher) -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(self.reaper.run)
             manager = self._manager(publisher, tg)
+            await self._recover(manager)
+            tg.start_soon(self.table.run, self._records)
+            tg.start_soon(LimitWatch(self.config, tg).run, self.registry.__iter__)
             await tg.start(ControlServer(control, manager, self.info).serve)
             tg.start_soon(self._heartbeat, publisher)
-            tg.start_soon(self._watch_signals)
+            await tg.start(self._watch_signals)
             log.info(
                 "daemon_ready",
                 pid=os.getpid(),
@@ -72,12 +89,30 @@ class Server:
                 events=self.config.paths.events_endpoint,
                 state_dir=self.config.state_dir,
             )
+            self.notifier.ready(self.registry.snapshot()[0])
+            self._start_services(tg)
             await self.should_exit.wait()
             await self._shutdown(manager)
             tg.cancel_scope.cancel()
 
+    async def _recover(self, manager: SessionManager) -> None:
+        """Take back the sessions a previous daemon left in the table."""
+        records = self.table.load()
+        if not records:
+            return
+        sessions, _report = restore_sessions(records, self.backends, manager.context)
+        for session in sessions:
+            self.registry.register(session)
+            if not session.status.ended:
+                await manager.adopt(session)
+
+    def _records(self) -> list[SessionRecord]:
+        return [session.record() for session in self.registry]
+
     def _manager(self, publisher: EventPublisher, tg: TaskGroup) -> SessionManager:
-        context = SessionContext(config=self.config, events=publisher, reaper=self.reaper)
+        context = SessionContext(
+            config=self.config, events=publisher, reaper=self.reaper, table=self.table
+        )
         return SessionManager(
             context=context,
             backends=self.backends,
@@ -85,6 +120,36 @@ class Server:
             registry=self.registry,
             task_group=tg,
         )
+
+    # -- systemd notify, metrics, retention (issue #5)
+
+    async def _bind_metrics(self) -> None:
+        """Listen for scrapes before serving anything, so a taken port fails the start."""
+        if self.config.metrics_port is None:
+            return
+        from agentplex.supervisor import __version__
+
+        self.metrics_server = MetricsServer(self.metrics, self.registry.snapshot, __version__)
+        await self.metrics_server.bind(self.config.metrics_host, self.config.metrics_port)
+
+    def _start_services(self, tg: TaskGroup) -> None:
+        """The watchdog (after READY=1), the metrics endpoint, retention."""
+        tg.start_soon(self.notifier.run_watchdog)
+        if self.metrics_server is not None:
+            tg.start_soon(self.metrics_server.serve)
+        retention = RetentionService(self.config, self._live_transcripts)
+        if retention.policy.enabled:
+            tg.start_soon(retention.run)
+
+    def _snapshot(self) -> tuple[list[SessionInfo], str | None]:
+        """The registry's snapshot for ``list_changed``; every change to the session table
+        passes here, so the systemd STATUS line follows it."""
+        sessions, active = self.registry.snapshot()
+        self.notifier.sessions_changed(sessions)
+        return sessions, active
+
+    def _live_transcripts(self) -> list[Path]:
+        return [session.transcript.path for session in self.registry.live()]
 
     def _bind(
         self, ctx: zmq.asyncio.Context, stack: ExitStack
@@ -110,6 +175,7 @@ class Server:
     async def _shutdown(self, manager: SessionManager) -> None:
         live = len(self.registry.live())
         log.info("daemon_stopping", sessions=live)
+        self.notifier.stopping(live)
         with anyio.CancelScope(shield=True):
             await manager.shutdown()
         log.info("daemon_stopped")
@@ -119,8 +185,11 @@ class Server:
             publisher.heartbeat(os.getpid(), len(self.registry.live()))
             await anyio.sleep(self.config.heartbeat_interval)
 
-    async def _watch_signals(self) -> None:
+    async def _watch_signals(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
             async for signum in signals:
                 log.info("signal_received", signal=signal.Signals(signum).name)
                 self.should_exit.set()
@@ -187,7 +256,7 @@ def run(config: Config) -> int:
     configure_logging(config)
     try:
         anyio.run(Server(config).serve)
-    except (DaemonAlreadyRunning, PermissionError, ValueError) as exc:
+    except (DaemonAlreadyRunning, MetricsUnavailable, PermissionError, ValueError) as exc:
         print(f"agentplex daemon: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
     return 0

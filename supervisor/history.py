@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import bisect
 import collections
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+
+from agentplex.client.protocol import Footer
 
 INDEX_EVERY = 256
 """Index one chunk in this many (its seq and its line's offset in the transcript)."""
@@ -26,6 +29,7 @@ class _Probe(msgspec.Struct):
 
 
 _probe = msgspec.json.Decoder(_Probe).decode
+_decode_footer = msgspec.json.Decoder(Footer).decode
 
 
 class ChunkHistory:
@@ -39,6 +43,8 @@ class ChunkHistory:
         self._max_bytes = ring_bytes
         self._index_seqs: list[int] = []
         self._index_offsets: list[int] = []
+        self.indexed = True
+        """False for a session taken back from disk until its transcript has been scanned."""
 
     def record(self, first_seq: int, payloads: list[bytes], offset: int) -> None:
         """Remember a batch just appended to the transcript at ``offset``."""
@@ -71,6 +77,8 @@ class ChunkHistory:
 
     def from_disk(self, from_seq: int, limit: int) -> list[bytes]:
         """Read chunks from ``from_seq`` out of the transcript (blocking: run in a thread)."""
+        if not self.indexed:
+            scan_transcript(self.transcript, self)
         at = bisect.bisect_right(self._index_seqs, from_seq) - 1
         offset = self._index_offsets[at] if at >= 0 else 0
         found: list[bytes] = []
@@ -88,21 +96,34 @@ class ChunkHistory:
         return found
 
 
-def scan_transcript(path: Path, history: ChunkHistory) -> tuple[int, int, bool]:
-    """Index an existing transcript; returns (last seq, damaged lines, ends with newline)."""
-    last_seq = damaged = 0
+@dataclass
+class Scan:
+    """What a transcript on disk says about its session."""
+
+    last_seq: int = 0
+    damaged_lines: int = 0
+    ends_cleanly: bool = True
+    footer: Footer | None = None
+    """The footer, if the session ended before the daemon went down."""
+
+
+def scan_transcript(path: Path, history: ChunkHistory) -> Scan:
+    """Index an existing transcript and say how it ends."""
+    history.indexed = True
+    scan = Scan()
     offset = 0
-    ends_cleanly = True
     with open(path, "rb") as f:
         for line in f:
-            ends_cleanly = line.endswith(b"\n")
+            scan.ends_cleanly = line.endswith(b"\n")
             try:
                 probe = _probe(line)
             except msgspec.DecodeError:
-                damaged += 1
+                scan.damaged_lines += 1
             else:
                 if probe.type == "agent.chunk":
                     history.index_line(probe.seq, offset)
-                    last_seq = max(last_seq, probe.seq)
+                    scan.last_seq = max(scan.last_seq, probe.seq)
+                elif probe.type == "footer":
+                    scan.footer = _decode_footer(line)
             offset += len(line)
-    return last_seq, damaged, ends_cleanly
+    return scan

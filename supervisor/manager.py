@@ -146,6 +146,10 @@ class SessionManager:
         self.registry.register(session)
         return session
 
+    async def adopt(self, session: Session) -> None:
+        """Run a session taken back after a restart under this manager's task group."""
+        await self._tg.start(session.run)
+
     def send(self, ref: str | None, message: str) -> tuple[Session, int]:
         """Deliver a message to a session; returns it and its queue length."""
         require_text("message", message)

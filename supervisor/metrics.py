@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 import anyio
 import structlog
-from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import Listener, SocketAttribute, SocketStream
 
+from agentplex.client.errors import EXIT_UNAVAILABLE, AgentplexError
 from agentplex.client.protocol import SessionInfo, Usage
 from agentplex.supervisor.resources import TreeSampler, TreeUsage, daemon_usage
 
@@ -225,28 +226,42 @@ def _backend(backend: str) -> Labels:
 Snapshot = Callable[[], tuple[list[SessionInfo], str | None]]
 
 
-class MetricsServer:
-    """Serves ``GET /metrics`` over HTTP/1.0 on a loopback port."""
+class MetricsUnavailable(AgentplexError):
+    """The metrics port cannot be listened on (taken, or not an address of this host)."""
 
-    def __init__(
-        self, metrics: Metrics, snapshot: Snapshot, host: str, port: int, version: str
-    ) -> None:
+    code = "metrics_unavailable"
+    exit_code = EXIT_UNAVAILABLE
+
+
+class MetricsServer:
+    """Serves ``GET /metrics`` over HTTP/1.0: :meth:`bind` first, then :meth:`serve`."""
+
+    def __init__(self, metrics: Metrics, snapshot: Snapshot, version: str) -> None:
         self.metrics = metrics
+        self.port: int | None = None
         self._snapshot = snapshot
-        self._host = host
-        self._port = port
         self._version = version
         self._sampler = TreeSampler()
         self._sampling = anyio.Lock()
+        self._listener: Listener[SocketStream] | None = None
 
-    async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Listen, report the bound port through ``task_status``, serve until cancelled."""
-        listener = await anyio.create_tcp_listener(local_host=self._host, local_port=self._port)
-        async with listener:
-            port = listener.extra(SocketAttribute.local_port)
-            log.info("metrics_listening", url=f"http://{self._host}:{port}/metrics")
-            task_status.started(port)
-            await listener.serve(self._handle)
+    async def bind(self, host: str, port: int) -> int:
+        """Listen on ``host:port`` (0: any free port); returns the port."""
+        try:
+            self._listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        except OSError as exc:
+            raise MetricsUnavailable(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
+        self.port = self._listener.extra(SocketAttribute.local_port)
+        log.info("metrics_listening", url=f"http://{host}:{self.port}/metrics")
+        return self.port
+
+    async def serve(self) -> None:
+        """Answer scrapes until cancelled, then close the listener."""
+        assert self._listener is not None, "bind() first"
+        async with self._listener:
+            await self._listener.serve(self._handle)
 
     async def render(self) -> str:
         """A scrape: the registry is read here, on the event loop; /proc in a thread."""

@@ -14,7 +14,7 @@ from collections.abc import MutableMapping, Sequence
 import anyio
 import structlog
 
-from agentplex.client.protocol import SessionInfo
+from agentplex.client.protocol import SessionInfo, SessionStatus
 
 log = structlog.get_logger(__name__)
 
@@ -28,6 +28,7 @@ class Notifier:
         """Seconds between WATCHDOG=1 pings (half the manager's timeout), or None."""
         self._socket: socket.socket | None = None
         self._status = ""
+        self._stopping = False
         self._failed = False
 
     @classmethod
@@ -46,12 +47,14 @@ class Notifier:
     def enabled(self) -> bool:
         return self.address is not None
 
-    def ready(self) -> None:
-        """The sockets are bound and requests are served."""
-        self.send("READY=1", f"STATUS={self._status or describe_sessions([])}")
+    def ready(self, sessions: Sequence[SessionInfo]) -> None:
+        """The sockets are bound and requests are served; ``sessions``: those it has now."""
+        self._status = describe_sessions(sessions)
+        self.send("READY=1", f"STATUS={self._status}")
 
     def stopping(self, live_sessions: int) -> None:
-        """Shutdown has begun."""
+        """Shutdown has begun; later STATUS lines say so too."""
+        self._stopping = True
         self.send("STOPPING=1", f"STATUS=stopping: ending {_plural(live_sessions, 'session')}")
 
     def sessions_changed(self, sessions: Sequence[SessionInfo]) -> None:
@@ -59,7 +62,7 @@ class Notifier:
         status = describe_sessions(sessions)
         if status != self._status:
             self._status = status
-            self.send(f"STATUS={status}")
+            self.send(f"STATUS={'stopping: ' if self._stopping else ''}{status}")
 
     async def run_watchdog(self) -> None:
         """Ping the watchdog at half its timeout, for as long as the event loop runs."""
@@ -92,10 +95,13 @@ class Notifier:
 def describe_sessions(sessions: Sequence[SessionInfo]) -> str:
     """``2 live sessions (1 running, 1 idle), 3 ended`` for a STATUS line."""
     live = [s for s in sessions if not s.status.ended]
-    counts = collections.Counter(s.status.value for s in live)
+    counts = collections.Counter(s.status for s in live)
     text = _plural(len(live), "live session")
     if counts:
-        text += " (" + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + ")"
+        by_status = [
+            f"{counts[status]} {status.value}" for status in SessionStatus if counts[status]
+        ]
+        text += " (" + ", ".join(by_status) + ")"
     ended = len(sessions) - len(live)
     return f"{text}, {ended} ended" if ended else text
 

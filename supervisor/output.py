@@ -26,7 +26,7 @@ class LineSplitter:
         parts = (self._tail + data).split(b"\n")
         self._tail = parts.pop()
         lines: list[Line] = [(part, False) for part in parts]
-        while len(self._tail) >= self._max_line:
+        while len(self._tail) > self._max_line:
             lines.append((self._tail[: self._max_line], True))
             self._tail = self._tail[self._max_line :]
         if lines and any(len(line) > self._max_line for line, _ in lines):

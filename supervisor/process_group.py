@@ -56,6 +56,8 @@ class Child:
     stdout: int
     stderr: int
     stdin: int | None
+    started_at: float | None = None
+    """Its start time (psutil create_time): with the pid, proof that a process is this one."""
     exited: anyio.Event = field(default_factory=anyio.Event)
     status: ExitStatus | None = None
 
@@ -130,12 +132,20 @@ def spawn(
     process.returncode = 0
     child = Child(
         pid=process.pid,
+        started_at=_create_time(process.pid),
         stdout=_take_fd(process.stdout),
         stderr=_take_fd(process.stderr),
         stdin=_take_fd(process.stdin) if with_stdin else None,
     )
     reaper.watch(child)
     return child
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return None
 
 
 def _take_fd(stream: object) -> int:
@@ -182,11 +192,17 @@ def _session_of(proc: psutil.Process, by_pgid: Mapping[int, str]) -> str | None:
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
         sid = by_pgid.get(os.getpgid(proc.pid))
-        if sid is not None:
-            return sid
-        with open(f"/proc/{proc.pid}/environ", "rb") as f:
+    except (psutil.NoSuchProcess, ProcessLookupError):
+        return None
+    return sid if sid is not None else session_marker_of(proc.pid)
+
+
+def session_marker_of(pid: int) -> str | None:
+    """The session id in a process's environment marker, if it has one (and we may read it)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
             environ = f.read()
-    except (psutil.NoSuchProcess, ProcessLookupError, FileNotFoundError, PermissionError):
+    except OSError:
         return None
     marker = f"{SESSION_MARKER}=".encode()
     for entry in environ.split(b"\0"):

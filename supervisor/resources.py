@@ -74,7 +74,8 @@ def _members(roots: Mapping[str, int], subreaper: int | None) -> dict[str, list[
     by_group = {pid: key for key, pid in roots.items()}
     orphans: defaultdict[str, list[int]] = defaultdict(list)
     for pid in children.get(subreaper, []) if subreaper else []:
-        key = by_group.get(_pgid(pid))
+        pgid = _pgid(pid)
+        key = by_group.get(pgid) if pgid is not None else None
         if key is not None and pid not in by_group:
             orphans[key].append(pid)
     return {key: _tree([root, *orphans[key]], children) for key, root in roots.items()}

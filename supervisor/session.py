@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -12,15 +11,21 @@ from dataclasses import dataclass
 import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from agentplex.client.errors import NothingToAnswer, QueueFull, SessionEnded, SpawnFailed
+from agentplex.client.errors import (
+    NothingToAnswer,
+    QueueFull,
+    SessionEnded,
+    SpawnFailed,
+    TranscriptFailed,
+)
 from agentplex.client.protocol import (
     ChunkKind,
     Footer,
     MessageIn,
     ProcessExit,
     ProcessSpawned,
+    Record,
     SessionInfo,
     SessionStatus,
     Stream,
@@ -29,19 +34,18 @@ from agentplex.plugins.api import (
     Backend,
     BackendMode,
     ChunkData,
-    Driver,
     PermissionPolicy,
     SessionSpec,
 )
+from agentplex.supervisor.agent_process import AgentProcess
 from agentplex.supervisor.chunks import BatchOutcome, ChunkStream
 from agentplex.supervisor.config import Config
 from agentplex.supervisor.events import EventPublisher
 from agentplex.supervisor.history import ChunkHistory
-from agentplex.supervisor.output import Line, pump_lines
-from agentplex.supervisor.process_group import Child, ChildReaper, kill_tree, signal_group, spawn
+from agentplex.supervisor.output import Line
+from agentplex.supervisor.process_group import ChildReaper, kill_tree, signal_group, spawn
+from agentplex.supervisor.table import SessionRecord, SessionTable
 from agentplex.supervisor.transcript import Transcript
-
-STDERR_TAIL_LINES = 20
 
 
 @dataclass(frozen=True)
@@ -51,20 +55,7 @@ class SessionContext:
     config: Config
     events: EventPublisher
     reaper: ChildReaper
-
-
-@dataclass
-class _Process:
-    """A running child and what the session tracks about it."""
-
-    child: Child
-    driver: Driver
-    stderr_tail: collections.deque[str]
-    inbox: MemoryObjectSendStream[bytes] | None = None
-    interrupted: bool = False
-    timed_out: bool = False
-    finished: bool = False
-    """The agent reported the end of its turn (a result)."""
+    table: SessionTable
 
 
 class Session:
@@ -101,12 +92,14 @@ class Session:
         self._env = env
         self._context = context
         self._pending: collections.deque[str] = collections.deque()
-        self._process: _Process | None = None
+        self._process: AgentProcess | None = None
         self._process_done = anyio.Event()
         self._process_done.set()
         self._ended = anyio.Event()
         self._terminating = False
         self._pending_permission: str | None = None
+        self._awaiting_results = 0
+        """Messages delivered to a long-lived agent whose turn has not reported its end."""
         self._resume_id: str | None = None
         """The CLI's conversation id from the last turn that completed: a turn killed
         before it finished may have left nothing to resume."""
@@ -114,6 +107,11 @@ class Session:
         self.log = structlog.get_logger(__name__).bind(session_id=self.id, backend=backend.id)
 
     # ------------------------------------------------------------------ public
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's pid (its process group id too), if one runs."""
+        return self._process.child.pid if self._process else None
 
     def info(self) -> SessionInfo:
         """A snapshot for ``list`` and events."""
@@ -160,6 +158,9 @@ class Session:
         """Deliver ``message`` now, or queue it while a turn runs; returns the queue length."""
         if self.status.ended or self._terminating:
             raise SessionEnded(f"session {self.id} has ended ({self.status}); start a new one")
+        if self.transcript.failed is not None:
+            raise self.transcript.failed
+        self.chunks.last_activity = time.time()
         if self.spec.mode is BackendMode.LONG_LIVED:
             self._deliver(message)
             return 0
@@ -178,10 +179,37 @@ class Session:
             return
         process.interrupted = True
         in_band = process.driver.interrupt() if process.inbox is not None else None
-        if in_band:
-            self._write_stdin(process, in_band)
-        else:
+        if in_band is None:
             signal_group(process.child.pid, signal.SIGINT)
+        elif in_band:
+            self._write_stdin(process, in_band)
+
+    def record(self) -> SessionRecord:
+        """What the durable table keeps of this session."""
+        process = self._process
+        return SessionRecord(
+            info=self.info(),
+            env=dict(self.spec.env),
+            command=list(self.spec.command),
+            instructions=self.spec.instructions,
+            allowed_tools=list(self.spec.allowed_tools),
+            permission_policy=self.spec.permission_policy.value,
+            resume_id=self._resume_id,
+            pid_started_at=process.child.started_at if process else None,
+        )
+
+    def restore(self, record: SessionRecord, status: SessionStatus) -> None:
+        """Take back the state a crashed daemon saved (before :meth:`run`)."""
+        info = record.info
+        self.created_at = info.created_at
+        self.turns = info.turns
+        self.exit_code = info.exit_code
+        self.ended_reason = info.ended_reason
+        self._resume_id = record.resume_id
+        self.chunks.restore(info.chunks, info.usage, info.cli_session_id)
+        self.status = status
+        if status.ended:
+            self._ended.set()
 
     async def replay(self, from_seq: int, limit: int) -> list[bytes]:
         """Chunks from ``from_seq`` on, at most ``limit``: from memory, else from disk."""
@@ -227,7 +255,7 @@ class Session:
     def _start_turn(self, message: str) -> None:
         argv = self.backend.argv(self.spec, message, self._resume_id)
         self.turns += 1
-        self.transcript.write(MessageIn(text=message, ts=time.time(), turn=self.turns))
+        self._log(MessageIn(text=message, ts=time.time(), turn=self.turns))
         self._launch(argv, with_stdin=False)
 
     def _deliver(self, message: str) -> None:
@@ -236,18 +264,16 @@ class Session:
         if process is None or process.inbox is None:
             raise SessionEnded(f"session {self.id} has no running process")
         self._write_stdin(process, process.driver.encode_input(message))
+        self._awaiting_results += 1
         self.turns += 1
-        self.transcript.write(MessageIn(text=message, ts=time.time(), turn=self.turns))
+        self._log(MessageIn(text=message, ts=time.time(), turn=self.turns))
         self._set_status(SessionStatus.RUNNING)
 
-    def _write_stdin(self, process: _Process, data: bytes) -> None:
-        assert process.inbox is not None
+    def _write_stdin(self, process: AgentProcess, data: bytes) -> None:
         try:
-            process.inbox.send_nowait(data)
-        except anyio.WouldBlock:
-            raise QueueFull(f"session {self.id}: the agent is not reading its stdin") from None
-        except anyio.ClosedResourceError:
-            raise SessionEnded(f"session {self.id}: the agent process has ended") from None
+            process.write(data)
+        except (QueueFull, SessionEnded) as exc:
+            raise type(exc)(f"session {self.id}: {exc.message}") from None
 
     def _launch(self, argv: list[str], *, with_stdin: bool) -> None:
         assert self._tg is not None, "run() must be started first"
@@ -259,48 +285,36 @@ class Session:
                 with_stdin=with_stdin,
                 reaper=self._context.reaper,
             )
-        except OSError as exc:
-            raise SpawnFailed(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
-        process = _Process(
-            child, self.backend.driver(self.spec), collections.deque(maxlen=STDERR_TAIL_LINES)
-        )
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise SpawnFailed(f"cannot start {argv[0]!r}: {reason}") from exc
+        process = AgentProcess(child, self.backend.driver(self.spec))
         self._process = process
         self._process_done = anyio.Event()
-        self.transcript.write(
-            ProcessSpawned(pid=child.pid, argv=argv, ts=time.time(), turn=self.turns)
-        )
+        self._log(ProcessSpawned(pid=child.pid, argv=argv, ts=time.time(), turn=self.turns))
         self.log.info("process_spawned", pid=child.pid, argv0=argv[0])
         if child.stdin is not None:
-            send, receive = anyio.create_memory_object_stream[bytes](
-                self._context.config.queue_limit
-            )
-            process.inbox = send
-            self._tg.start_soon(_feed_stdin, child.stdin, receive, self.log)
+            process.open_stdin(self._tg, self._context.config.queue_limit, self.log)
             opening = process.driver.opening()
             if opening:
                 self._write_stdin(process, opening)
         self._tg.start_soon(self._supervise, process)
         self._set_status(SessionStatus.RUNNING)
 
-    async def _supervise(self, process: _Process) -> None:
-        child = process.child
-        try:
-            async with anyio.create_task_group() as tg:
-                pumps_done = _Countdown(2)
-                tg.start_soon(self._pump, process, child.stdout, Stream.STDOUT, pumps_done)
-                tg.start_soon(self._pump, process, child.stderr, Stream.STDERR, pumps_done)
-                await self._wait_exit(process)
-                with anyio.move_on_after(self._context.config.drain_timeout):
-                    await pumps_done.wait()
-                tg.cancel_scope.cancel()
-        finally:
-            os.close(child.stdout)
-            os.close(child.stderr)
-            if process.inbox is not None:
-                process.inbox.close()
+    async def _supervise(self, process: AgentProcess) -> None:
+        config = self._context.config
+        await process.run(
+            self._wait_exit,
+            self._deliver_lines,
+            max_line=config.max_line_bytes,
+            drain_timeout=config.drain_timeout,
+        )
+        if self.spec.mode is BackendMode.TURN and config.stop_turn_leftovers:
+            # Agent CLIs orphan their tool processes when stopped; a turn owns what it started.
+            await kill_tree(self.id, None, config.terminate_grace, self._context.reaper)
         self._process_ended(process)
 
-    async def _wait_exit(self, process: _Process) -> None:
+    async def _wait_exit(self, process: AgentProcess) -> None:
         """Wait for the process; a turn that outlives ``turn_timeout`` is stopped."""
         config = self._context.config
         limit = config.turn_timeout if self.spec.mode is BackendMode.TURN else math.inf
@@ -314,23 +328,38 @@ class Session:
             )
             await process.child.wait()
 
-    async def _pump(self, process: _Process, fd: int, stream: Stream, done: _Countdown) -> None:
-        def deliver(lines: list[Line]) -> None:
+    def _deliver_lines(self, process: AgentProcess, stream: Stream, lines: list[Line]) -> None:
+        if self.transcript.failed is not None:
+            return  # the session is being stopped: what cannot be logged is not published
+        try:
             outcome = self.chunks.publish_lines(
                 lines, stream, process.driver, self.turns, process.stderr_tail
             )
-            self._after_batch(process, outcome)
+        except TranscriptFailed as exc:
+            self._transcript_failed(exc)
+            return
+        self._after_batch(process, outcome)
 
+    def _log(self, record: Record) -> None:
+        """Append a record; a transcript that cannot be written stops the session."""
         try:
-            await pump_lines(fd, self._context.config.max_line_bytes, deliver)
-        finally:
-            done.tick()
+            self.transcript.write(record)
+        except TranscriptFailed as exc:
+            self._transcript_failed(exc)
 
-    def _process_ended(self, process: _Process) -> None:
+    def _transcript_failed(self, exc: TranscriptFailed) -> None:
+        """Stop a session whose output can no longer be logged; the daemon goes on."""
+        if self._terminating or self.status.ended:
+            return
+        self.log.error("transcript_failed", error=exc.message)
+        assert self._tg is not None
+        self._tg.start_soon(self.terminate, self._context.config.terminate_grace, exc.message)
+
+    def _process_ended(self, process: AgentProcess) -> None:
         status = process.child.status
         assert status is not None
         self._process = None
-        self.transcript.write(
+        self._log(
             ProcessExit(
                 pid=process.child.pid, ts=time.time(), code=status.code, signal=status.signal
             )
@@ -342,13 +371,19 @@ class Session:
             return
         if self.spec.mode is BackendMode.LONG_LIVED:
             ended = SessionStatus.EXITED if status.code == 0 else SessionStatus.FAILED
+            if ended is SessionStatus.FAILED:
+                self._report_failure(process, f"{self.backend.id} agent {status.describe()}")
             self._finish(ended, f"agent process ended: {status.describe()}")
             return
         self._end_turn(process, status.describe(), failed=status.code != 0)
 
-    def _end_turn(self, process: _Process, how: str, *, failed: bool) -> None:
+    def _end_turn(self, process: AgentProcess, how: str, *, failed: bool) -> None:
         if not failed or (process.interrupted and process.finished):
             self._resume_id = self.chunks.cli_session_id
+            self._context.table.changed()
+        elif (saved := process.driver.resumable_id()) is not None:
+            self._resume_id = saved
+            self._context.table.changed()
         if process.timed_out:
             limit = self._context.config.turn_timeout
             self._emit_daemon(
@@ -357,11 +392,7 @@ class Session:
         elif process.interrupted:
             self._emit_daemon(ChunkKind.SYSTEM, f"turn {self.turns} interrupted ({how})")
         elif failed:
-            tail = "\n".join(process.stderr_tail)
-            self._emit_daemon(
-                ChunkKind.ERROR,
-                f"{self.backend.id} turn {self.turns} failed: {how}\n{tail}".rstrip(),
-            )
+            self._report_failure(process, f"{self.backend.id} turn {self.turns} failed: {how}")
         while self._pending:
             try:
                 self._start_turn(self._pending.popleft())
@@ -372,20 +403,33 @@ class Session:
 
     # ------------------------------------------------------------------ chunks
 
+    def _report_failure(self, process: AgentProcess, what: str) -> None:
+        """An ``error`` chunk saying what failed, with the end of the agent's stderr."""
+        tail = "\n".join(process.stderr_tail)
+        self._emit_daemon(ChunkKind.ERROR, f"{what}\n{tail}".rstrip())
+
     def _emit_daemon(self, kind: ChunkKind, text: str) -> None:
         data = ChunkData(kind, text, is_error=kind is ChunkKind.ERROR)
-        self.chunks.publish_one(data, self.turns)
+        try:
+            self.chunks.publish_one(data, self.turns)
+        except TranscriptFailed as exc:
+            self._transcript_failed(exc)
 
-    def _after_batch(self, process: _Process, outcome: BatchOutcome) -> None:
+    def _after_batch(self, process: AgentProcess, outcome: BatchOutcome) -> None:
         """Answer what the driver must answer; move a long-lived session's status along."""
-        process.finished |= outcome.turn_over
+        process.finished |= outcome.results > 0
+        self._awaiting_results = max(0, self._awaiting_results - outcome.results)
         outgoing = process.driver.take_outgoing()
         if outgoing and process.inbox is not None:
             self._write_stdin(process, outgoing)
         if outcome.permission_request and self.spec.permission_policy is PermissionPolicy.ASK:
             self._pending_permission = outcome.permission_request
             self._set_status(SessionStatus.WAITING_INPUT)
-        elif outcome.turn_over and self.spec.mode is BackendMode.LONG_LIVED:
+        elif (
+            outcome.results
+            and not self._awaiting_results
+            and self.spec.mode is BackendMode.LONG_LIVED
+        ):
             self._set_status(SessionStatus.IDLE)
 
     # ------------------------------------------------------------------ status
@@ -395,6 +439,7 @@ class Session:
         if previous != status:
             self.log.debug("status_changed", status=status.value, previous=previous.value)
             self._context.events.status_changed(self.info(), previous)
+            self._context.table.changed()
 
     def _finish(self, status: SessionStatus, reason: str) -> None:
         """Record the end: footer, final status, ``session.terminated``; once."""
@@ -402,17 +447,22 @@ class Session:
             return
         self.ended_reason = reason
         self._set_status(status)
-        self.transcript.write(
-            Footer(
-                ts=time.time(),
-                status=status,
-                reason=reason,
-                chunks=self.chunks.seq,
-                turns=self.turns,
-                usage=self.chunks.usage,
-            )
+        footer = Footer(
+            ts=time.time(),
+            status=status,
+            reason=reason,
+            chunks=self.chunks.seq,
+            turns=self.turns,
+            usage=self.chunks.usage,
         )
-        self.transcript.close()
+        try:
+            self.transcript.write(footer)
+        except TranscriptFailed as exc:
+            self.log.error("transcript_not_finished", error=exc.message)
+        try:
+            self.transcript.close()
+        except OSError as exc:
+            self.log.error("transcript_not_closed", error=str(exc))
         self.log.info("session_ended", status=status.value, reason=reason)
         self._context.events.terminated(self.info(), reason)
         self._ended.set()
@@ -420,39 +470,3 @@ class Session:
     def fail(self, reason: str) -> None:
         """Mark a session that could not start as failed."""
         self._finish(SessionStatus.FAILED, reason)
-
-
-class _Countdown:
-    """An event that fires after ``count`` ticks."""
-
-    def __init__(self, count: int) -> None:
-        self._count = count
-        self._event = anyio.Event()
-
-    def tick(self) -> None:
-        self._count -= 1
-        if self._count <= 0:
-            self._event.set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
-
-
-async def _feed_stdin(
-    fd: int, inbox: MemoryObjectReceiveStream[bytes], log: structlog.typing.FilteringBoundLogger
-) -> None:
-    """Write queued messages to a long-lived agent's stdin; the pipe paces the writes."""
-    try:
-        async with inbox:
-            async for data in inbox:
-                view = memoryview(data)
-                while view:
-                    await anyio.wait_writable(fd)
-                    try:
-                        view = view[os.write(fd, view) :]
-                    except BlockingIOError:
-                        continue
-    except BrokenPipeError:
-        log.warning("stdin_closed_by_agent")
-    finally:
-        os.close(fd)

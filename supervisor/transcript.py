@@ -7,20 +7,21 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from agentplex.client.errors import TranscriptFailed
 from agentplex.client.protocol import Record, encode
-
-
-class TranscriptWriteError(OSError):
-    """Writing a transcript failed (a full disk, a removed directory...)."""
 
 
 class Transcript:
     """An append-only JSONL file. Each call is one ``write(2)`` of whole lines."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, writable: bool = True) -> None:
         self.path = path
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self.size = os.fstat(self._fd).st_size
+        self._fd: int | None = None
+        self.failed: TranscriptFailed | None = None
+        """Set by the first failed write; every later write fails the same way."""
+        if writable:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.size = os.stat(path).st_size if path.exists() else 0
         """Bytes in the file: the offset where the next write lands."""
 
     @classmethod
@@ -31,6 +32,14 @@ class Transcript:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         return cls(directory / f"{session_id}-{stamp}.jsonl")
 
+    def end_damaged_line(self) -> None:
+        """After a crash the last line may be torn: start the next record on a line of its own."""
+        if self.size:
+            with open(self.path, "rb") as f:
+                f.seek(self.size - 1)
+                if f.read(1) != b"\n":
+                    self._write_all(b"\n")
+
     def write(self, record: Record) -> None:
         """Append one record."""
         self.write_lines((encode(record),))
@@ -40,8 +49,10 @@ class Transcript:
         self._write_all(b"\n".join(lines) + b"\n")
 
     def _write_all(self, data: bytes) -> None:
+        if self.failed is not None:
+            raise self.failed
         if self._fd is None:
-            raise TranscriptWriteError(f"transcript {self.path} is closed")
+            raise TranscriptFailed(f"transcript {self.path} is closed")
         view = memoryview(data)
         try:
             while view:
@@ -49,11 +60,14 @@ class Transcript:
                 self.size += written
                 view = view[written:]
         except OSError as exc:
-            raise TranscriptWriteError(exc.errno, f"writing {self.path}: {exc.strerror}") from exc
+            self.failed = TranscriptFailed(f"cannot write {self.path}: {exc.strerror}")
+            raise self.failed from exc
 
     def close(self) -> None:
         """Flush to disk and close; further writes raise."""
         if self._fd is not None:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)

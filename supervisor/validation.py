@@ -58,9 +58,11 @@ def validate_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def require_text(what: str, text: str | None) -> str:
-    """A prompt or message that is not empty or blank."""
+    """A prompt or message that is not empty or blank, and has no NUL (argv cannot)."""
     if text is None or not text.strip():
         raise EmptyPrompt(f"the {what} is empty")
+    if "\0" in text:
+        raise InvalidArgument(f"the {what} contains a NUL character")
     return text
 
 

@@ -80,10 +80,16 @@ class DaemonProcess:
         self.log_done.set()
 
 
-def start_daemon(base: Path, *extra: str, env: dict[str, str] | None = None) -> DaemonProcess:
+def start_daemon(
+    base: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    wrapper: list[str] | None = None,
+) -> DaemonProcess:
     """Start ``agentplex daemon`` with dirs under ``base``; return once it is ready.
 
-    ``env`` adds variables to the daemon's environment (e.g. ``AGENTPLEX_CLAUDE_CLI``).
+    ``env`` adds variables to the daemon's environment (e.g. ``AGENTPLEX_CLAUDE_CLI``);
+    ``wrapper`` is a command that execs the daemon (e.g. ``prlimit --fsize=N``).
     """
     runtime_dir, state_dir = base / "run", base / "state"
     env = dict(
@@ -94,7 +100,16 @@ def start_daemon(base: Path, *extra: str, env: dict[str, str] | None = None) -> 
         **(env or {}),
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "agentplex.client.cli", "daemon", "--log-format", "json", *extra],
+        [
+            *(wrapper or []),
+            sys.executable,
+            "-m",
+            "agentplex.client.cli",
+            "daemon",
+            "--log-format",
+            "json",
+            *extra,
+        ],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

@@ -221,8 +221,34 @@ def test_a_known_type_that_does_not_fit_the_schema_is_raw() -> None:
 
 
 def test_an_unknown_type_is_a_system_chunk_naming_it() -> None:
-    line = '{"type":"control_response","response":{"subtype":"success"},"session_id":"s1"}'
-    assert parse(line) == [ChunkData(ChunkKind.SYSTEM, "control_response", cli_session_id="s1")]
+    line = '{"type":"prompt_suggestion","suggestion":"run the tests","session_id":"s1"}'
+    assert parse(line) == [ChunkData(ChunkKind.SYSTEM, "prompt_suggestion", cli_session_id="s1")]
+
+
+def test_a_control_response_is_a_system_chunk_naming_the_request() -> None:
+    line = '{"type":"control_response","response":{"subtype":"success","request_id":"ctl-1"}}'
+    assert parse(line) == [ChunkData(ChunkKind.SYSTEM, "control_response: success ctl-1")]
+
+
+def test_a_failed_control_response_is_an_error() -> None:
+    line = (
+        '{"type":"control_response","response":{"subtype":"error","request_id":"ctl-2",'
+        '"error":"no turn is running"}}'
+    )
+    assert parse(line) == [
+        ChunkData(ChunkKind.ERROR, "control_response: error ctl-2: no turn is running",
+                  is_error=True)
+    ]
+
+
+def test_a_cancelled_control_request_is_a_system_chunk() -> None:
+    line = '{"type":"control_cancel_request","request_id":"d985fe5a"}'
+    assert parse(line) == [ChunkData(ChunkKind.SYSTEM, "control_cancel_request: d985fe5a")]
+
+
+def test_the_plain_parser_cannot_answer_so_its_permission_requests_carry_no_id() -> None:
+    [chunk] = parse(CAN_USE_TOOL)
+    assert chunk.request_id is None
 
 
 def test_stderr_lines_are_raw_even_when_they_are_json() -> None:
@@ -241,7 +267,8 @@ def test_tool_summary_is_one_short_line() -> None:
 # --------------------------------------------------------------------------- never raises
 
 _TYPES = st.sampled_from(
-    ["system", "stream_event", "assistant", "user", "result", "control_request", "other"]
+    ["system", "stream_event", "assistant", "user", "result", "control_request",
+     "control_response", "control_cancel_request", "other"]
 )
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
@@ -275,6 +302,9 @@ _LINE = st.fixed_dictionaries(
                 {"type": st.sampled_from(["text_delta", "thinking_delta", "x"])},
                 optional={"text": _TEXT, "thinking": _TEXT})},
         ) | _JSON,
+        "request_id": _TEXT,
+        "response": st.fixed_dictionaries(
+            {}, optional={"subtype": _TEXT, "request_id": _TEXT, "error": _TEXT}) | _JSON,
         "request": st.fixed_dictionaries(
             {"subtype": st.sampled_from(["can_use_tool", "interrupt"])},
             optional={"tool_name": _TEXT, "input": _JSON}) | _JSON,

@@ -36,6 +36,8 @@ CAT = ["cat"]
         ({"backend": "exec", "argv": CAT, "cwd": "relative/dir"}, e.BadCwd),
         ({"backend": "exec", "argv": CAT, "env": {"A=B": "x"}}, e.InvalidArgument),
         ({"backend": "exec", "argv": ["/no/such/program"]}, e.SpawnFailed),
+        ({"backend": "exec", "argv": ["echo", "a\x00b"]}, e.SpawnFailed),
+        ({"backend": "demo", "prompt": "nul\x00byte"}, e.InvalidArgument),
     ],
 )
 def test_a_bad_start_is_refused_with_its_error_and_the_daemon_goes_on(

@@ -74,8 +74,8 @@ def test_a_follower_too_slow_for_the_high_water_mark_still_sees_every_chunk_once
 
 def test_a_chunk_of_a_live_session_is_followed_as_it_happens(client: Client) -> None:
     info = client.start("exec", argv=["cat"])
-    client.send("one", info.id)
     with client.subscribe(p.chunk_topic(info.id)) as events:
+        client.send("one", info.id)
         next_event(events, is_chunk(info.id, text="one"))
     seen = []
     for chunk in client.follow(info.id):

@@ -1,0 +1,492 @@
+"""The config file: one TOML file, AGENTPLEX_* variables over it, flags over those.
+
+``$XDG_CONFIG_HOME/agentplex/config.toml`` (or ``--config``, or ``$AGENTPLEX_CONFIG``) is
+decoded into Structs that forbid unknown keys. Every setting is one :class:`Key`: where it
+sits in the file, the :class:`Config` field it fills, the variable and flag that override it.
+:func:`load` returns the Config and, for each key, the value and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import tomllib
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast
+
+import msgspec
+
+from agentplex.client.errors import AgentplexError
+from agentplex.supervisor.config import Config
+
+CONFIG_VARIABLE = "AGENTPLEX_CONFIG"
+EX_CONFIG = 78
+"""sysexits' "configuration error"; the systemd units do not restart on it."""
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+Interval = Annotated[float, msgspec.Meta(gt=0)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Source = Literal["default", "file", "env", "flag"]
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+class ConfigError(AgentplexError):
+    """The config file, an AGENTPLEX_* variable or a flag holds a value that cannot be used."""
+
+    code = "bad_config"
+    exit_code = EX_CONFIG
+
+
+# ---------------------------------------------------------------------- the keys
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting: its file key, the Config field it fills, its variable and flag."""
+
+    name: str
+    field: str
+    env: str
+    flag: str | None = None
+
+
+EXPLICIT_KEYS = (
+    Key("dirs.runtime", "runtime_dir", "AGENTPLEX_RUNTIME_DIR", "--runtime-dir"),
+    Key("dirs.state", "state_dir", "AGENTPLEX_STATE_DIR", "--state-dir"),
+    Key("limits.max_sessions", "max_sessions", "AGENTPLEX_MAX_SESSIONS", "--max-sessions"),
+    Key("limits.queue_limit", "queue_limit", "AGENTPLEX_QUEUE_LIMIT"),
+    Key("limits.max_line_bytes", "max_line_bytes", "AGENTPLEX_MAX_LINE_BYTES"),
+    Key("limits.turn_timeout", "turn_timeout", "AGENTPLEX_TURN_TIMEOUT", "--turn-timeout"),
+    Key("limits.replay_ring_chunks", "replay_ring_chunks", "AGENTPLEX_REPLAY_RING_CHUNKS"),
+    Key("limits.replay_ring_bytes", "replay_ring_bytes", "AGENTPLEX_REPLAY_RING_BYTES"),
+    Key("limits.max_run_time", "max_run_time", "AGENTPLEX_MAX_RUN_TIME"),
+    Key("limits.idle_timeout", "idle_timeout", "AGENTPLEX_IDLE_TIMEOUT"),
+    Key("limits.max_rss_bytes", "max_rss_bytes", "AGENTPLEX_MAX_RSS_BYTES"),
+    Key("limits.max_processes", "max_processes", "AGENTPLEX_MAX_PROCESSES"),
+    Key("limits.limit_interval", "limit_interval", "AGENTPLEX_LIMIT_INTERVAL"),
+    Key("grace.terminate", "terminate_grace", "AGENTPLEX_TERMINATE_GRACE", "--grace"),
+    Key("grace.drain", "drain_timeout", "AGENTPLEX_DRAIN_TIMEOUT"),
+    Key("daemon.heartbeat_interval", "heartbeat_interval", "AGENTPLEX_HEARTBEAT_INTERVAL"),
+    Key("daemon.env_allowlist", "env_allowlist", "AGENTPLEX_ENV_ALLOWLIST"),
+    Key("log.level", "log_level", "AGENTPLEX_LOG_LEVEL", "--log-level"),
+    Key("log.format", "log_format", "AGENTPLEX_LOG_FORMAT", "--log-format"),
+    Key(
+        "retention.compress_after_days",
+        "retention_compress_days",
+        "AGENTPLEX_RETENTION_COMPRESS_AFTER_DAYS",
+    ),
+    Key(
+        "retention.delete_after_days",
+        "retention_delete_days",
+        "AGENTPLEX_RETENTION_DELETE_AFTER_DAYS",
+    ),
+    Key(
+        "retention.check_every_hours", "retention_interval_hours", "AGENTPLEX_RETENTION_EVERY_HOURS"
+    ),
+    Key("metrics.port", "metrics_port", "AGENTPLEX_METRICS_PORT", "--metrics-port"),
+    Key("metrics.host", "metrics_host", "AGENTPLEX_METRICS_HOST"),
+)
+CONFIG_FIELDS = {f.name: f.type for f in msgspec.structs.fields(Config)}
+NOT_KEYS = frozenset({"backend_flags"})
+"""Config fields filled otherwise (``[backends.<id>] flags``)."""
+_MAPPED = {key.field for key in EXPLICIT_KEYS} | NOT_KEYS
+_FALLBACK_FIELDS = [name for name in CONFIG_FIELDS if name not in _MAPPED]
+KEYS = tuple(key for key in EXPLICIT_KEYS if key.field in CONFIG_FIELDS) + tuple(
+    Key(f"daemon.{name}", name, f"AGENTPLEX_{name.upper()}") for name in _FALLBACK_FIELDS
+)
+"""Every setting. A Config field without a key of its own above is ``[daemon] <field>``
+(``AGENTPLEX_<FIELD>``), typed as in Config, so a new field is configurable at once."""
+
+PATH_FIELDS = frozenset({"runtime_dir", "state_dir"})
+LIST_FIELDS = frozenset({"env_allowlist"})
+BACKEND_VARIABLE = re.compile(r"^AGENTPLEX_(?P<id>.+)_(?P<what>CLI|FLAGS)$")
+
+
+# ---------------------------------------------------------------------- the file
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A table of the file. A key left out is None: not set here."""
+
+
+class Dirs(_Section, frozen=True):
+    runtime: str | None = None
+    """Sockets and the lock (default ``$XDG_RUNTIME_DIR/agentplex``)."""
+    state: str | None = None
+    """Transcripts (default ``$XDG_STATE_HOME/agentplex``)."""
+
+
+class Limits(_Section, frozen=True):
+    max_sessions: Positive | None = None
+    queue_limit: Positive | None = None
+    max_line_bytes: Positive | None = None
+    turn_timeout: Seconds | None = None
+    replay_ring_chunks: Positive | None = None
+    replay_ring_bytes: Positive | None = None
+    max_run_time: Seconds | None = None
+    """Seconds a session may live (0: no limit)."""
+    idle_timeout: Seconds | None = None
+    max_rss_bytes: Count | None = None
+    max_processes: Count | None = None
+    limit_interval: Interval | None = None
+
+
+class Grace(_Section, frozen=True):
+    terminate: Seconds | None = None
+    """Seconds between SIGTERM and SIGKILL."""
+    drain: Seconds | None = None
+
+
+class _DaemonBase(_Section, frozen=True):
+    heartbeat_interval: Interval | None = None
+    env_allowlist: list[str] | None = None
+    """Variables of the daemon's environment that sessions inherit."""
+
+
+def daemon_section(fields: dict[str, Any]) -> type[_DaemonBase]:
+    """``[daemon]``: its own keys plus ``fields`` (name: Config type), each optional."""
+    return cast(
+        "type[_DaemonBase]",
+        msgspec.defstruct(
+            "Daemon",
+            [(name, tp | None, None) for name, tp in fields.items()],
+            bases=(_DaemonBase,),
+            module=__name__,
+            frozen=True,
+            kw_only=True,
+            forbid_unknown_fields=True,
+        ),
+    )
+
+
+if TYPE_CHECKING:
+    Daemon = _DaemonBase
+else:
+    Daemon = daemon_section({name: CONFIG_FIELDS[name] for name in _FALLBACK_FIELDS})
+
+
+class Log(_Section, frozen=True):
+    level: Literal["debug", "info", "warning", "error"] | None = None
+    format: Literal["auto", "json", "console"] | None = None
+
+
+class Retention(_Section, frozen=True):
+    compress_after_days: Seconds | None = None
+    delete_after_days: Seconds | None = None
+    check_every_hours: Interval | None = None
+
+
+class Metrics(_Section, frozen=True):
+    port: Port | None = None
+    """Serve Prometheus metrics on this port (0: any free one); left out: no endpoint."""
+    host: str | None = None
+
+
+class BackendSection(_Section, frozen=True):
+    cli: str | None = None
+    """The backend CLI's executable (else ``$AGENTPLEX_<ID>_CLI``, else PATH)."""
+    flags: list[str] | None = None
+    """Extra arguments for every run of the CLI."""
+
+
+class FileConfig(_Section, frozen=True):
+    """The whole file. ``[backends.<id>]`` tables are decoded one by one."""
+
+    dirs: Dirs = Dirs()
+    limits: Limits = Limits()
+    grace: Grace = Grace()
+    daemon: Daemon = Daemon()
+    log: Log = Log()
+    retention: Retention = Retention()
+    metrics: Metrics = Metrics()
+    backends: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One effective value and where it came from."""
+
+    key: str
+    value: Any
+    source: Source
+    origin: str
+    """The file's path, the variable's name or the flag; empty for a default."""
+    env: str
+    """The variable that would override it."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The effective configuration."""
+
+    config: Config
+    settings: list[Setting]
+    file: Path | None
+    """The file that was read, if one was."""
+
+
+def default_path() -> Path:
+    """``$XDG_CONFIG_HOME/agentplex/config.toml`` (default ``~/.config/...``)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "agentplex" / "config.toml"
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Resolved:
+    """Defaults < file < environment < flags. ``flags`` are by Config field; None is unset.
+
+    ``path`` (else ``$AGENTPLEX_CONFIG``) must exist; the default path may be missing.
+    """
+    environ = os.environ if environ is None else environ
+    file = _config_path(path, environ)
+    parsed = read_file(file) if file is not None else FileConfig()
+    values: dict[str, Any] = {}
+    settings: list[Setting] = []
+    for key in KEYS:
+        setting = _resolve(key, parsed, file, environ, (flags or {}).get(key.field))
+        if setting.source != "default":
+            values[key.field] = _to_config(key, setting.value)
+        settings.append(setting)
+    backends = _backend_settings(parsed, file, environ)
+    settings.extend(backends)
+    values["backend_flags"] = {
+        s.key.split(".")[1]: tuple(s.value) for s in backends if s.key.endswith(".flags")
+    }
+    return Resolved(_build(values), settings, file)
+
+
+def export_to_environment(
+    resolved: Resolved, environ: MutableMapping[str, str] | None = None
+) -> None:
+    """Put the file's dirs and backend CLIs in the environment (where no variable set
+    them), so every client command and the backends' ``locate`` find the same places."""
+    environ = os.environ if environ is None else environ
+    for setting in resolved.settings:
+        exported = setting.key.startswith("dirs.") or setting.key.endswith(".cli")
+        if setting.source == "file" and exported:
+            environ[setting.env] = setting.value
+
+
+def _config_path(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
+    explicit = path or environ.get(CONFIG_VARIABLE)
+    if explicit:
+        file = Path(explicit).expanduser()
+        if not file.is_file():
+            raise ConfigError(f"{file}: no such config file")
+        return file
+    file = default_path()
+    return file if file.is_file() else None
+
+
+def read_file(file: Path) -> FileConfig:
+    """Decode ``file``; an error names the file, the key and what was expected."""
+    try:
+        raw = tomllib.loads(file.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    return _decode(file, raw, FileConfig, "")
+
+
+def _decode(file: Path, raw: Any, struct: type[_S], prefix: str) -> _S:
+    try:
+        return msgspec.convert(raw, struct)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{file}: {_explain(str(exc), raw, struct, prefix)}") from exc
+
+
+# ---------------------------------------------------------------------- resolving
+
+
+def _resolve(
+    key: Key, parsed: FileConfig, file: Path | None, environ: Mapping[str, str], flag: Any
+) -> Setting:
+    if flag is not None:
+        origin = key.flag or key.field
+        return Setting(key.name, _checked(key, flag, origin), "flag", origin, key.env)
+    if environ.get(key.env):
+        value = _from_env(key, environ[key.env])
+        return Setting(key.name, value, "env", key.env, key.env)
+    section, leaf = key.name.split(".")
+    value = getattr(getattr(parsed, section), leaf)
+    if value is not None and file is not None:
+        if key.field in PATH_FIELDS:
+            value = _file_path(file, value)
+        return Setting(key.name, value, "file", str(file), key.env)
+    return Setting(key.name, _default(key.field), "default", "", key.env)
+
+
+def _file_path(file: Path, value: str) -> str:
+    """A path in the file: ``~`` expanded, relative to the file's directory."""
+    return str((file.parent / Path(value).expanduser()).absolute())
+
+
+def _from_env(key: Key, text: str) -> Any:
+    if key.field in LIST_FIELDS:
+        return [item.strip() for item in text.split(",") if item.strip()]
+    if key.field in PATH_FIELDS:
+        return str(Path(text).expanduser().absolute())
+    return _checked(key, text, f"{key.env}={text!r}", strict=False)
+
+
+def _checked(key: Key, value: Any, origin: str, *, strict: bool = True) -> Any:
+    """``value`` converted to the key's type and limits, or a ConfigError naming ``origin``."""
+    section, leaf = key.name.split(".")
+    section_type = msgspec.structs.fields(FileConfig)[_field_index(FileConfig, section)].type
+    tp = msgspec.structs.fields(section_type)[_field_index(section_type, leaf)].type
+    try:
+        return msgspec.convert(value, tp, strict=strict)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{origin}: {key.name}: {_reason(str(exc), value, tp)}") from exc
+
+
+def _field_index(struct: Any, name: str) -> int:
+    return [f.name for f in msgspec.structs.fields(struct)].index(name)
+
+
+def _default(field: str) -> Any:
+    value = getattr(Config(), field)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _to_config(key: Key, value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _backend_settings(
+    parsed: FileConfig, file: Path | None, environ: Mapping[str, str]
+) -> list[Setting]:
+    """``backends.<id>.cli`` and ``.flags``: from the file, overridden by the variables."""
+    found: dict[tuple[str, str], Setting] = {}
+    for backend, raw in sorted(parsed.backends.items()):
+        assert file is not None
+        section = _decode(file, raw, BackendSection, f"backends.{backend}")
+        values = {"cli": section.cli and _file_path(file, section.cli), "flags": section.flags}
+        for what, value in values.items():
+            if value is not None:
+                env = f"AGENTPLEX_{backend.upper()}_{what.upper()}"
+                name = f"backends.{backend}.{what}"
+                found[backend, what] = Setting(name, value, "file", str(file), env)
+    for name, text in environ.items():
+        match = BACKEND_VARIABLE.match(name)
+        if match is None or not text:
+            continue
+        backend = _backend_id(match["id"], parsed)
+        what = match["what"].lower()
+        from_env: Any = shlex.split(text) if what == "flags" else text
+        found[backend, what] = Setting(f"backends.{backend}.{what}", from_env, "env", name, name)
+    return [found[k] for k in sorted(found)]
+
+
+def _backend_id(variable_id: str, parsed: FileConfig) -> str:
+    """The file's spelling of a backend named in a variable (``CLAUDE`` -> ``claude``)."""
+    for backend in parsed.backends:
+        if backend.upper() == variable_id:
+            return backend
+    return variable_id.lower()
+
+
+def _build(values: dict[str, Any]) -> Config:
+    try:
+        return msgspec.convert(values, Config)
+    except msgspec.ValidationError as exc:  # every value was checked on the way in
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+
+
+# ---------------------------------------------------------------------- errors
+
+_LOCATION = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
+
+
+def _explain(message: str, raw: Any, struct: Any, prefix: str) -> str:
+    """``limits.max_sessions: expected int, got str "ten"`` from a msgspec message."""
+    match = _LOCATION.match(message)
+    assert match is not None
+    what, path = match["what"], (match["path"] or "").lstrip(".")
+    unknown = _UNKNOWN.match(what)
+    if unknown:
+        key = ".".join(filter(None, (prefix, path, unknown["name"])))
+        known = ", ".join(f.name for f in msgspec.structs.fields(_struct_at(struct, path)))
+        return f"{key}: unknown key (expected one of: {known})"
+    key = ".".join(filter(None, (prefix, path))) or "(top level)"
+    return f"{key}: {_reason(what, _value_at(raw, path), _type_at(struct, path))}"
+
+
+def _reason(what: str, value: Any, tp: Any) -> str:
+    """``expected int, got str "ten"``: what msgspec expected, what it found."""
+    choices = getattr(_strip_optional(tp), "__args__", None)
+    if what.startswith("Invalid enum value") and choices:
+        expected = "one of " + ", ".join(f'"{c}"' for c in choices)
+    else:
+        found = re.match(r"Expected `(?P<type>[^`]*)`(?P<rest>[^,]*)", what)
+        if found is None:
+            return what
+        expected = found["type"].replace(" | null", "") + found["rest"]
+    return f"expected {expected}, got {_describe(value)}"
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return f'str "{value}"'
+    if isinstance(value, bool):
+        return f"bool {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"{type(value).__name__} {value}"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
+def _struct_at(struct: Any, path: str) -> Any:
+    for part in filter(None, path.split(".")):
+        struct = _strip_optional(_field_type(struct, part))
+    return struct
+
+
+def _type_at(struct: Any, path: str) -> Any:
+    parts = [p for p in path.split(".") if p]
+    for part in parts[:-1]:
+        struct = _field_type(struct, part)
+    return _field_type(struct, re.sub(r"\[.*", "", parts[-1])) if parts else struct
+
+
+def _field_type(struct: Any, name: str) -> Any:
+    try:
+        return msgspec.structs.fields(struct)[_field_index(struct, name)].type
+    except (TypeError, ValueError):
+        return Any
+
+
+def _strip_optional(tp: Any) -> Any:
+    args = [a for a in getattr(tp, "__args__", ()) if a is not type(None)]
+    if type(None) in getattr(tp, "__args__", ()) and len(args) == 1:
+        tp = args[0]
+    return getattr(tp, "__origin__", None) if _is_annotated(tp) else tp
+
+
+def _is_annotated(tp: Any) -> bool:
+    return hasattr(tp, "__metadata__")
+
+
+def _value_at(raw: Any, path: str) -> Any:
+    for part in filter(None, re.split(r"\.|\[(\d+)\]", path)):
+        if isinstance(raw, dict):
+            raw = raw.get(part)
+        elif isinstance(raw, list) and part.isdigit() and int(part) < len(raw):
+            raw = raw[int(part)]
+        else:
+            return None
+    return raw

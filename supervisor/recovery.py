@@ -1,0 +1,165 @@
+"""Taking sessions back after the daemon crashed (``kill -9``, a power cut).
+
+Every session in the durable table is listed again. A session whose process survived and
+is provably the same (pid and start time) is re-adopted; any other session that was live
+becomes ``interrupted``, and every leftover process of it is killed, so nothing runs
+unowned. Transcripts are reopened for appending; a torn last line is reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import psutil
+import structlog
+
+from agentplex.client.protocol import Recovered, SessionStatus
+from agentplex.plugins.api import BackendMode, PermissionPolicy, SessionSpec
+from agentplex.supervisor.backends import BackendRegistry
+from agentplex.supervisor.history import scan_transcript
+from agentplex.supervisor.process_group import SESSION_MARKER, session_marker_of
+from agentplex.supervisor.session import Session, SessionContext
+from agentplex.supervisor.table import SessionRecord
+from agentplex.supervisor.transcript import Transcript
+from agentplex.supervisor.validation import build_environment
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class RecoveryReport:
+    """What a restart found."""
+
+    restored: int = 0
+    interrupted: int = 0
+    adopted: int = 0
+    damaged_lines: int = 0
+    leftovers_killed: int = 0
+
+
+def restore_sessions(
+    records: list[SessionRecord], backends: BackendRegistry, context: SessionContext
+) -> tuple[list[Session], RecoveryReport]:
+    """Rebuild a Session for each saved record; kill every process nobody owns any more."""
+    report = RecoveryReport()
+    sessions, orphaned = [], set()
+    for record in records:
+        session = _rebuild(record, backends, context)
+        if record.info.status.ended:
+            session.restore(record, record.info.status)
+        else:
+            status = _take_back(session, record, report)
+            if status is SessionStatus.INTERRUPTED:
+                orphaned.add(session.id)
+        sessions.append(session)
+        report.restored += 1
+    report.leftovers_killed = kill_leftovers(orphaned)
+    log.info("sessions_recovered", **report.__dict__)
+    return sessions, report
+
+
+def _rebuild(record: SessionRecord, backends: BackendRegistry, context: SessionContext) -> Session:
+    info = record.info
+    backend = backends.get(info.backend)
+    spec = SessionSpec(
+        session_id=info.id,
+        cwd=Path(info.cwd),
+        mode=BackendMode(info.mode),
+        persona=info.persona,
+        instructions=record.instructions,
+        model=info.model,
+        allowed_tools=tuple(record.allowed_tools),
+        permission_policy=PermissionPolicy(record.permission_policy),
+        command=tuple(record.command),
+        env=record.env,
+        scratch_dir=context.config.scratch_dir,
+    )
+    env = build_environment(
+        context.config.env_allowlist,
+        os.environ,
+        backend.environment(spec),
+        spec.env,
+        (SESSION_MARKER, spec.session_id),
+    )
+    transcript = Transcript(Path(info.transcript), writable=not info.status.ended)
+    session = Session(
+        spec=spec,
+        backend=backend,
+        tag=info.tag,
+        persona_icon=info.persona_icon,
+        env=env,
+        transcript=transcript,
+        context=context,
+    )
+    session.chunks.history.indexed = False
+    return session
+
+
+def _take_back(session: Session, record: SessionRecord, report: RecoveryReport) -> SessionStatus:
+    """Reopen a live session's transcript and decide what it is now."""
+    scan = scan_transcript(session.transcript.path, session.chunks.history)
+    record = _with_chunks(record, scan.last_seq)
+    if scan.footer is not None:  # it ended just before the crash; the table lagged
+        session.restore(record, scan.footer.status)
+        session.transcript.close()
+        return scan.footer.status
+    if not scan.ends_cleanly:
+        session.transcript.end_damaged_line()
+    report.damaged_lines += scan.damaged_lines
+    status = SessionStatus.INTERRUPTED
+    if _same_process(record.info.pid, record.pid_started_at):
+        status = record.info.status
+        report.adopted += 1
+    else:
+        report.interrupted += 1
+    session.restore(record, status)
+    session.transcript.write(
+        Recovered(
+            ts=time.time(),
+            previous=record.info.status,
+            status=status,
+            damaged_lines=scan.damaged_lines,
+        )
+    )
+    if scan.damaged_lines:
+        log.warning("transcript_damaged", session_id=session.id, lines=scan.damaged_lines)
+    return status
+
+
+def _with_chunks(record: SessionRecord, last_seq: int) -> SessionRecord:
+    """The record with the chunk count the transcript proves (it may be ahead of the table)."""
+    info = msgspec.structs.replace(record.info, chunks=max(last_seq, record.info.chunks))
+    return msgspec.structs.replace(record, info=info)
+
+
+def _same_process(pid: int | None, started_at: float | None) -> bool:
+    if pid is None or started_at is None:
+        return False
+    try:
+        process = psutil.Process(pid)
+        # A zombie is dead: where init does not reap (containers), it keeps its pid.
+        return process.status() != psutil.STATUS_ZOMBIE and process.create_time() == started_at
+    except psutil.NoSuchProcess:
+        return False
+
+
+def kill_leftovers(session_ids: set[str]) -> int:
+    """SIGKILL every process on the machine that carries the marker of one of these sessions."""
+    if not session_ids:
+        return 0
+    killed = 0
+    for proc in psutil.process_iter():
+        if session_marker_of(proc.pid) in session_ids:
+            try:
+                proc.send_signal(signal.SIGKILL)
+                killed += 1
+            except psutil.NoSuchProcess:
+                continue
+    if killed:
+        log.warning("leftover_processes_killed", count=killed)
+    return killed

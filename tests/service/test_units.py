@@ -1,0 +1,138 @@
+"""The systemd units: shipped ones match the templates, every unit passes
+``systemd-analyze verify``, and ``service install`` writes, reloads and enables."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import REPO
+
+from agentplex.client.service import SHIPPED_EXEC, render, this_exec_start
+
+SHIPPED = {
+    "user": REPO / "systemd" / "agentplex.service",
+    "system": REPO / "systemd" / "agentplex@.service",
+}
+ANALYZE = shutil.which("systemd-analyze")
+
+needs_analyze = pytest.mark.skipif(
+    ANALYZE is None and not os.environ.get("CI"),
+    reason="systemd-analyze is not installed (CI installs it)",
+)
+
+
+def verify(unit: Path, scope: str, runtime_dir: Path) -> None:
+    """``systemd-analyze verify``: any message about the unit fails the test."""
+    assert ANALYZE is not None, "systemd-analyze is missing (apt-get install systemd)"
+    argv = [ANALYZE, *(["--user"] if scope == "user" else []), "verify", str(unit)]
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime_dir), SYSTEMD_LOG_LEVEL="notice")
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, env=env, cwd=unit.parent
+    )
+    assert done.returncode == 0 and unit.name not in done.stderr, done.stderr
+
+
+def install(tmp: Path, *args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp / "xdg"))
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run(
+        [sys.executable, "-m", "agentplex.client.cli", "service", "install", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("scope", ["user", "system"])
+def test_shipped_units_are_the_templates(scope: str) -> None:
+    assert SHIPPED[scope].read_text() == render(scope)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scope", ["user", "system"])
+def test_units_say_notify_mixed_kill_restart_and_watchdog(scope: str) -> None:
+    lines = set(SHIPPED[scope].read_text().splitlines())
+    expected = {
+        "Type=notify",
+        "KillMode=mixed",
+        "Restart=on-failure",
+        "WatchdogSec=30",
+        f"ExecStart={SHIPPED_EXEC} daemon",
+        "NoNewPrivileges=yes",
+    }
+    assert expected <= lines
+
+
+@needs_analyze
+@pytest.mark.parametrize("scope", ["user", "system"])
+def test_shipped_units_pass_systemd_analyze_verify(scope: str, short_tmp: Path) -> None:
+    verify(SHIPPED[scope], scope, short_tmp)
+
+
+@needs_analyze
+@pytest.mark.parametrize("scope", ["user", "system"])
+def test_installed_units_pass_systemd_analyze_verify(scope: str, short_tmp: Path) -> None:
+    done = install(short_tmp, f"--{scope}", "--unit-dir", str(short_tmp / "units"), "--no-enable")
+    assert done.returncode == 0, done.stderr
+    unit = short_tmp / "units" / ("agentplex.service" if scope == "user" else "agentplex@.service")
+    assert f"ExecStart={this_exec_start()} daemon" in unit.read_text()
+    assert done.stdout == f"wrote {unit} (ExecStart={this_exec_start()} daemon)\n"
+    verify(unit, scope, short_tmp)
+    if scope == "system":
+        instance = unit.with_name("agentplex@alice.service")
+        shutil.copy(unit, instance)
+        verify(instance, scope, short_tmp)
+
+
+def fake_systemctl(directory: Path, script: str) -> str:
+    """A PATH whose ``systemctl`` is ``script``; returns the PATH."""
+    directory.mkdir()
+    exe = directory / "systemctl"
+    exe.write_text(f"#!/bin/sh\n{script}\n")
+    exe.chmod(0o755)
+    return f"{directory}:{os.environ['PATH']}"
+
+
+def test_install_reloads_and_enables_and_says_so(short_tmp: Path) -> None:
+    log = short_tmp / "calls"
+    path = fake_systemctl(short_tmp / "bin", f'echo "$@" >> {log}')
+    done = install(short_tmp, path=path)
+    assert done.returncode == 0, done.stderr
+    unit = short_tmp / "xdg" / "systemd" / "user" / "agentplex.service"
+    assert done.stdout.splitlines() == [
+        f"wrote {unit} (ExecStart={this_exec_start()} daemon)",
+        "ran systemctl --user daemon-reload",
+        "ran systemctl --user enable agentplex.service",
+        "start it now with: systemctl --user start agentplex.service",
+    ]
+    assert log.read_text().splitlines() == [
+        "--user daemon-reload",
+        "--user enable agentplex.service",
+    ]
+    assert f'Environment="PATH={path}"' in unit.read_text()
+
+
+def test_without_a_running_systemd_the_unit_is_written_and_the_failure_said(
+    short_tmp: Path,
+) -> None:
+    path = fake_systemctl(
+        short_tmp / "bin", 'echo "Failed to connect to bus: No medium found" >&2; exit 1'
+    )
+    done = install(short_tmp, "--system", "--as", "alice", "--unit-dir", str(short_tmp), path=path)
+    assert done.returncode == 69
+    assert (short_tmp / "agentplex@.service").exists()
+    assert "not enabled: systemctl daemon-reload failed: Failed to connect to bus" in done.stderr
+    assert "systemctl daemon-reload; systemctl enable agentplex@alice.service" in done.stderr
+
+
+def test_dry_run_writes_nothing(short_tmp: Path) -> None:
+    done = install(short_tmp, "--dry-run")
+    assert done.returncode == 0
+    assert "would run: systemctl --user enable agentplex.service" in done.stdout
+    assert not (short_tmp / "xdg").exists()

@@ -1,0 +1,108 @@
+"""After kill -9 and a restart, every session is back and nothing runs unowned."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from support import DaemonProcess, descendants_with_marker, is_chunk, next_event, start_daemon
+
+from agentplex.client import protocol as p
+from agentplex.client.transcripts import TranscriptDamage, read_records
+
+GRANDCHILD = (
+    "import os, sys, time\n"
+    "if os.fork() == 0:\n"
+    "    os.setsid()\n"
+    "    print(f'tool {os.getpid()}', flush=True)\n"
+    "    time.sleep(300)\n"
+    "    sys.exit(0)\n"
+    "sys.stdin.read()\n"
+)
+
+
+def _crash(daemon: DaemonProcess) -> None:
+    daemon.process.send_signal(signal.SIGKILL)
+    assert daemon.process.wait(timeout=10) == -signal.SIGKILL
+    daemon.log_done.wait(10)
+
+
+def test_sessions_come_back_after_kill_9_and_nothing_is_left_unowned(short_tmp: Path) -> None:
+    daemon = start_daemon(short_tmp)
+    with daemon.client() as client, client.subscribe(p.CHUNK_TOPIC, p.SESSION_TOPIC) as events:
+        demo = client.start("demo", "remember the word apricot", tag="crash")
+        next_event(
+            events,
+            lambda e: (
+                isinstance(e, p.StatusChanged)
+                and e.session_id == demo.id
+                and e.status is p.SessionStatus.IDLE
+            ),
+        )
+        live = client.start("exec", argv=[sys.executable, "-c", GRANDCHILD], tag="crash")
+        tool = next_event(events, is_chunk(live.id, text="tool"))
+        ended = client.start("exec", argv=["cat"], tag="crash")
+        client.terminate(ended.id)
+    _crash(daemon)
+    tool_pid = int(tool.text.split()[1])  # type: ignore[union-attr]
+
+    restarted = start_daemon(short_tmp)
+    try:
+        with restarted.client() as client, client.subscribe(p.CHUNK_TOPIC) as events:
+            sessions = {s.id: s for s in client.list().sessions}
+            assert sessions[demo.id].status is p.SessionStatus.INTERRUPTED
+            assert sessions[live.id].status is p.SessionStatus.INTERRUPTED
+            assert sessions[ended.id].status is p.SessionStatus.TERMINATED
+            for sid in (demo.id, live.id, ended.id):
+                assert descendants_with_marker(sid) == []
+            assert not _alive(tool_pid)
+
+            demo_chunks = sessions[demo.id].chunks
+            client.send("what was the word?", demo.id)
+            result = next_event(events, is_chunk(demo.id, p.ChunkKind.RESULT))
+            assert "Turn 2" in result.text and "apricot" in result.text  # type: ignore[union-attr]
+            assert result.seq > demo_chunks  # type: ignore[union-attr]
+            client_chunks = [c.seq for c in client.follow(live.id)]
+        assert client_chunks == list(range(1, len(client_chunks) + 1))
+        kinds = [type(r).__name__ for r in read_records(sessions[live.id].transcript)]
+        assert "Recovered" in kinds
+    finally:
+        assert restarted.stop() == 0
+
+
+def test_a_torn_last_transcript_line_is_reported_and_never_fatal(short_tmp: Path) -> None:
+    daemon = start_daemon(short_tmp)
+    with daemon.client() as client, client.subscribe(p.CHUNK_TOPIC) as events:
+        info = client.start("demo", "first", tag="torn")
+        next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
+    _crash(daemon)
+    with open(info.transcript, "ab") as f:
+        f.write(b'{"type":"agent.chunk","session_id":"' + info.id.encode() + b'","se')
+
+    restarted = start_daemon(short_tmp)
+    try:
+        with restarted.client() as client, client.subscribe(p.CHUNK_TOPIC) as events:
+            client.send("second", info.id)
+            next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
+            page = client.replay(info.id, 1, limit=100_000)
+            seqs = [p.chunk_decoder.decode(raw).seq for raw in page.chunks]
+            assert seqs == list(range(1, page.last_seq + 1))
+        damage: list[TranscriptDamage] = []
+        records = list(read_records(info.transcript, damage))
+        assert len(damage) == 1
+        recovered = [r for r in records if isinstance(r, p.Recovered)]
+        assert recovered and recovered[0].damaged_lines == 1
+        chunk_seqs = [r.seq for r in records if isinstance(r, p.Chunk)]
+        assert chunk_seqs == list(range(1, len(chunk_seqs) + 1))
+    finally:
+        assert restarted.stop() == 0
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
