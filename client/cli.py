@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agentplex.client import admin, doctor, service, top
 from agentplex.client import protocol as p
-from agentplex.client.errors import EXIT_USAGE, AgentplexError, InvalidArgument
+from agentplex.client.errors import EXIT_USAGE, AgentplexError, ConfigError, InvalidArgument
 from agentplex.client.render import ChunkPrinter, session_table
 from agentplex.client.sync_client import Client
 from agentplex.client.transcripts import read_records
@@ -29,8 +29,8 @@ environment: AGENTPLEX_RUNTIME_DIR (sockets, lock) and AGENTPLEX_STATE_DIR (tran
 place a daemon; every command honours them, so isolated daemons can run side by side.
 
 exit codes: 0 ok, 2 bad input, 3 no such session, 4 session state forbids it,
-69 daemon not running, 70 internal error, 74 transcript not writable, 75 timeout,
-130 interrupted by Ctrl-C.
+69 daemon (or systemd, metrics port) unavailable, 70 internal error, 74 transcript not
+writable, 75 timeout, 78 bad configuration, 130 interrupted by Ctrl-C.
 
 examples:
   agentplex daemon &                          # run the daemon (foreground; systemd-friendly)
@@ -334,7 +334,7 @@ def _use_config_file(args: argparse.Namespace) -> int:
 
     try:
         config_file.export_to_environment(config_file.load(args.config))
-    except config_file.ConfigError as exc:
+    except ConfigError as exc:
         print(f"agentplex {args.command}: {exc.message}", file=sys.stderr)
         return exc.exit_code
     return 0

@@ -16,6 +16,7 @@ EXIT_SOFTWARE = 70
 EXIT_IOERR = 74
 EXIT_UNAVAILABLE = 69
 EXIT_TEMPFAIL = 75
+EXIT_CONFIG = 78
 
 
 class AgentplexError(Exception):
@@ -167,6 +168,27 @@ class TranscriptFailed(AgentplexError):
 
     code = "transcript_failed"
     exit_code = EXIT_IOERR
+
+
+class ConfigError(AgentplexError):
+    """The config file, an AGENTPLEX_* variable or a flag holds a value that cannot be used."""
+
+    code = "bad_config"
+    exit_code = EXIT_CONFIG
+
+
+class MetricsUnavailable(AgentplexError):
+    """The metrics port cannot be listened on (taken, or not an address of this host)."""
+
+    code = "metrics_unavailable"
+    exit_code = EXIT_UNAVAILABLE
+
+
+class ServiceError(AgentplexError):
+    """The unit could not be written, or systemd could not be told about it."""
+
+    code = "service_failed"
+    exit_code = EXIT_UNAVAILABLE
 
 
 class DaemonNotRunning(AgentplexError):

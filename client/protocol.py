@@ -99,6 +99,10 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     persona_icon: str | None = None
     mode: str = "turn"
     model: str | None = None
+    rss_bytes: int | None = None
+    """Resident memory of all its processes, sampled every ``limit_interval``."""
+    cpu_percent: float | None = None
+    """CPU of all its processes since the previous sample (100 = one core)."""
     pid: int | None
     cli_session_id: str | None
     turns: int

@@ -19,7 +19,7 @@ from pathlib import Path
 from string import Template
 from typing import Literal
 
-from agentplex.client.errors import EXIT_UNAVAILABLE, AgentplexError
+from agentplex.client.errors import ServiceError
 
 Scope = Literal["user", "system"]
 SHIPPED_EXEC = "/usr/bin/env agentplex"
@@ -102,12 +102,6 @@ WantedBy=multi-user.target
 
 UNIT_NAMES: dict[Scope, str] = {"user": "agentplex.service", "system": "agentplex@.service"}
 
-
-class ServiceError(AgentplexError):
-    """The unit could not be written, or systemd could not be told about it."""
-
-    code = "service_failed"
-    exit_code = EXIT_UNAVAILABLE
 
 
 def render(scope: Scope, exec_start: str = SHIPPED_EXEC, path: str | None = None) -> str:

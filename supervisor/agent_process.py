@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -12,11 +13,12 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from agentplex.client.errors import QueueFull, SessionEnded
-from agentplex.client.protocol import Stream
-from agentplex.plugins.api import Driver
+from agentplex.client.errors import NothingToAnswer, QueueFull, SessionEnded
+from agentplex.client.protocol import SessionStatus, Stream
+from agentplex.plugins.api import Driver, PermissionPolicy
+from agentplex.supervisor.chunks import BatchOutcome
 from agentplex.supervisor.output import Line, pump_lines
-from agentplex.supervisor.process_group import Child
+from agentplex.supervisor.process_group import Child, signal_group
 
 STDERR_TAIL_LINES = 20
 
@@ -27,6 +29,7 @@ Deliver = Callable[["AgentProcess", Stream, list[Line]], None]
 class AgentProcess:
     """A spawned agent and what the session tracks about it."""
 
+    session_id: str
     child: Child
     driver: Driver
     stderr_tail: collections.deque[str] = field(
@@ -37,6 +40,10 @@ class AgentProcess:
     timed_out: bool = False
     finished: bool = False
     """The agent reported the end of its turn (a result)."""
+    awaiting_results: int = 0
+    """Messages delivered to a long-lived agent whose turn has not reported its end."""
+    pending_permission: str | None = None
+    """The permission request a person must answer, if the agent asked one."""
 
     def open_stdin(
         self, tg: TaskGroup, queue_limit: int, log: structlog.typing.FilteringBoundLogger
@@ -49,13 +56,54 @@ class AgentProcess:
 
     def write(self, data: bytes) -> None:
         """Queue bytes for the child's stdin, refusing when the inbox is full or closed."""
-        assert self.inbox is not None
+        if self.inbox is None:
+            raise SessionEnded(f"session {self.session_id} has no agent reading messages")
         try:
             self.inbox.send_nowait(data)
         except anyio.WouldBlock:
-            raise QueueFull("the agent is not reading its stdin") from None
+            raise QueueFull(
+                f"session {self.session_id}: the agent is not reading its stdin"
+            ) from None
         except anyio.ClosedResourceError:
-            raise SessionEnded("the agent process has ended") from None
+            raise SessionEnded(f"session {self.session_id}: the agent process has ended") from None
+
+    def deliver(self, message: str) -> None:
+        """Send a message to the long-lived agent; its turn is open until a result."""
+        self.write(self.driver.encode_input(message))
+        self.awaiting_results += 1
+
+    def interrupt(self) -> None:
+        """Stop the running turn: in-band when the agent takes that, else SIGINT to its group."""
+        self.interrupted = True
+        in_band = self.driver.interrupt() if self.inbox is not None else None
+        if in_band is None:
+            signal_group(self.child.pid, signal.SIGINT)
+        elif in_band:
+            self.write(in_band)
+
+    def answer(self, allow: bool, request_id: str | None) -> str:
+        """Answer the agent's permission request (the pending one if no id is given)."""
+        request_id = request_id or self.pending_permission
+        if request_id is None:
+            raise NothingToAnswer(f"session {self.session_id} has no permission request open")
+        self.write(self.driver.answer_permission(request_id, allow))
+        self.pending_permission = None
+        return request_id
+
+    def absorb(self, outcome: BatchOutcome, policy: PermissionPolicy) -> SessionStatus | None:
+        """Take in what a batch of output meant: answer what the driver must answer, and
+        return the status the session moves to (None: unchanged)."""
+        self.finished |= outcome.results > 0
+        self.awaiting_results = max(0, self.awaiting_results - outcome.results)
+        outgoing = self.driver.take_outgoing()
+        if outgoing and self.inbox is not None:
+            self.write(outgoing)
+        if outcome.permission_request and policy is PermissionPolicy.ASK:
+            self.pending_permission = outcome.permission_request
+            return SessionStatus.WAITING_INPUT
+        if outcome.results and not self.awaiting_results:
+            return SessionStatus.IDLE
+        return None
 
     async def run(
         self,

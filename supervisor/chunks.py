@@ -12,12 +12,14 @@ import collections
 import time
 from dataclasses import dataclass
 
+import anyio
 import msgspec
 
 from agentplex.client.protocol import Chunk, ChunkKind, Stream, Usage, encode
 from agentplex.plugins.api import ChunkData, Driver
 from agentplex.supervisor.events import EventPublisher
 from agentplex.supervisor.history import ChunkHistory
+from agentplex.supervisor.metrics import Metrics
 from agentplex.supervisor.output import Line
 from agentplex.supervisor.transcript import Transcript
 
@@ -40,16 +42,27 @@ class ChunkStream:
         transcript: Transcript,
         events: EventPublisher,
         history: ChunkHistory,
+        metrics: Metrics,
+        backend_id: str,
     ) -> None:
         self.session_id = session_id
         self.transcript = transcript
         self.events = events
         self.history = history
+        self.metrics = metrics
+        self.backend_id = backend_id
         self.seq = 0
         self.usage = Usage()
         self.last_activity = time.time()
         """When the session last said or was told something (for the idle timeout)."""
         self.cli_session_id: str | None = None
+
+    async def replay(self, from_seq: int, limit: int) -> list[bytes]:
+        """Chunks from ``from_seq`` on, at most ``limit``: from memory, else from disk."""
+        found = self.history.from_memory(from_seq, limit)
+        if found is None:
+            found = await anyio.to_thread.run_sync(self.history.from_disk, from_seq, limit)
+        return found
 
     def restore(self, seq: int, usage: Usage, cli_session_id: str | None) -> None:
         """Continue numbering after ``seq`` (a session taken back after a daemon restart)."""
@@ -98,6 +111,9 @@ class ChunkStream:
             self.transcript.write_lines(payloads)
             self.history.record(self.seq - len(payloads) + 1, payloads, offset)
             self.events.publish_chunks(self.session_id, payloads)
+            self.metrics.chunks_published(
+                self.backend_id, len(payloads), self.transcript.size - offset
+            )
 
     def _encode(
         self, data: ChunkData, stream: Stream, now: float, turn: int, b64: str | None
@@ -107,6 +123,7 @@ class ChunkStream:
             self.cli_session_id = data.cli_session_id
         if data.kind is ChunkKind.RESULT and data.usage is not None:
             self.usage = _add_usage(self.usage, data.usage)
+            self.metrics.turn_usage(self.backend_id, data.usage)
         return encode(
             Chunk(
                 session_id=self.session_id,

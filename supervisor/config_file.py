@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast
 
 import msgspec
 
-from agentplex.client.errors import AgentplexError
+from agentplex.client.errors import ConfigError
 from agentplex.supervisor.config import Config
 
 CONFIG_VARIABLE = "AGENTPLEX_CONFIG"
-EX_CONFIG = 78
+
 """sysexits' "configuration error"; the systemd units do not restart on it."""
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -33,13 +33,6 @@ Interval = Annotated[float, msgspec.Meta(gt=0)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Source = Literal["default", "file", "env", "flag"]
 _S = TypeVar("_S", bound=msgspec.Struct)
-
-
-class ConfigError(AgentplexError):
-    """The config file, an AGENTPLEX_* variable or a flag holds a value that cannot be used."""
-
-    code = "bad_config"
-    exit_code = EX_CONFIG
 
 
 # ---------------------------------------------------------------------- the keys

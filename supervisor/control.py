@@ -133,7 +133,7 @@ class ControlServer:
             case Replay(session=ref, from_seq=from_seq, limit=limit):
                 session = manager.registry.get(ref)
                 last_seq, ended = session.chunks.seq, session.finished_streaming
-                found = await session.replay(max(from_seq, 1), max(1, min(limit, 50_000)))
+                found = await session.chunks.replay(max(from_seq, 1), max(1, min(limit, 50_000)))
                 return Replayed(
                     id=rid,
                     session_id=session.id,

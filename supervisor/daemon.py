@@ -16,7 +16,7 @@ import zmq
 import zmq.asyncio
 from anyio.abc import TaskGroup, TaskStatus
 
-from agentplex.client.errors import DaemonAlreadyRunning
+from agentplex.client.errors import DaemonAlreadyRunning, MetricsUnavailable
 from agentplex.client.protocol import PROTOCOL_VERSION, DaemonInfo, SessionInfo
 from agentplex.supervisor import _linux
 from agentplex.supervisor.backends import BackendRegistry
@@ -26,7 +26,7 @@ from agentplex.supervisor.events import EventPublisher
 from agentplex.supervisor.limits import LimitWatch
 from agentplex.supervisor.logs import configure_logging
 from agentplex.supervisor.manager import SessionManager
-from agentplex.supervisor.metrics import Metrics, MetricsServer, MetricsUnavailable
+from agentplex.supervisor.metrics import Metrics, MetricsServer
 from agentplex.supervisor.notify import Notifier
 from agentplex.supervisor.personas import PersonaRegistry
 from agentplex.supervisor.process_group import ChildReaper
@@ -34,7 +34,7 @@ from agentplex.supervisor.recovery import restore_sessions
 from agentplex.supervisor.registry import SessionRegistry
 from agentplex.supervisor.retention import RetentionService
 from agentplex.supervisor.session import SessionContext
-from agentplex.supervisor.table import SessionRecord, SessionTable
+from agentplex.supervisor.table import SessionRecord, SessionTable, record_of
 
 PUB_HIGH_WATER_MARK = 100_000
 MAX_ZMQ_MESSAGE = 64 << 20
@@ -78,7 +78,8 @@ class Server:
             manager = self._manager(publisher, tg)
             await self._recover(manager)
             tg.start_soon(self.table.run, self._records)
-            tg.start_soon(LimitWatch(self.config, tg).run, self.registry.__iter__)
+            watch = LimitWatch(self.config, tg, publisher.list_changed)
+            tg.start_soon(watch.run, self.registry.__iter__)
             await tg.start(ControlServer(control, manager, self.info).serve)
             tg.start_soon(self._heartbeat, publisher)
             await tg.start(self._watch_signals)
@@ -107,11 +108,15 @@ class Server:
                 await manager.adopt(session)
 
     def _records(self) -> list[SessionRecord]:
-        return [session.record() for session in self.registry]
+        return [record_of(session) for session in self.registry]
 
     def _manager(self, publisher: EventPublisher, tg: TaskGroup) -> SessionManager:
         context = SessionContext(
-            config=self.config, events=publisher, reaper=self.reaper, table=self.table
+            config=self.config,
+            events=publisher,
+            reaper=self.reaper,
+            table=self.table,
+            metrics=self.metrics,
         )
         return SessionManager(
             context=context,

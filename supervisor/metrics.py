@@ -21,7 +21,7 @@ import anyio
 import structlog
 from anyio.abc import Listener, SocketAttribute, SocketStream
 
-from agentplex.client.errors import EXIT_UNAVAILABLE, AgentplexError
+from agentplex.client.errors import MetricsUnavailable
 from agentplex.client.protocol import SessionInfo, Usage
 from agentplex.supervisor.resources import TreeSampler, TreeUsage, daemon_usage
 
@@ -224,13 +224,6 @@ def _backend(backend: str) -> Labels:
 
 
 Snapshot = Callable[[], tuple[list[SessionInfo], str | None]]
-
-
-class MetricsUnavailable(AgentplexError):
-    """The metrics port cannot be listened on (taken, or not an address of this host)."""
-
-    code = "metrics_unavailable"
-    exit_code = EXIT_UNAVAILABLE
 
 
 class MetricsServer:

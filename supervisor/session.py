@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import math
-import signal
 import time
 from dataclasses import dataclass
 
@@ -34,7 +33,6 @@ from agentplex.plugins.api import (
     Backend,
     BackendMode,
     ChunkData,
-    PermissionPolicy,
     SessionSpec,
 )
 from agentplex.supervisor.agent_process import AgentProcess
@@ -42,8 +40,10 @@ from agentplex.supervisor.chunks import BatchOutcome, ChunkStream
 from agentplex.supervisor.config import Config
 from agentplex.supervisor.events import EventPublisher
 from agentplex.supervisor.history import ChunkHistory
+from agentplex.supervisor.metrics import Metrics
 from agentplex.supervisor.output import Line
-from agentplex.supervisor.process_group import ChildReaper, kill_tree, signal_group, spawn
+from agentplex.supervisor.process_group import ChildReaper, kill_tree, spawn
+from agentplex.supervisor.resources import TreeUsage
 from agentplex.supervisor.table import SessionRecord, SessionTable
 from agentplex.supervisor.transcript import Transcript
 
@@ -56,6 +56,7 @@ class SessionContext:
     events: EventPublisher
     reaper: ChildReaper
     table: SessionTable
+    metrics: Metrics
 
 
 class Session:
@@ -82,13 +83,17 @@ class Session:
         self.turns = 0
         self.exit_code: int | None = None
         self.ended_reason: str | None = None
+        self.resources: TreeUsage | None = None
+        """The latest sample of its processes' memory and CPU (see limits.LimitWatch)."""
         self.transcript = transcript
         history = ChunkHistory(
             transcript.path,
             ring_chunks=context.config.replay_ring_chunks,
             ring_bytes=context.config.replay_ring_bytes,
         )
-        self.chunks = ChunkStream(self.id, transcript, context.events, history)
+        self.chunks = ChunkStream(
+            self.id, transcript, context.events, history, context.metrics, backend.id
+        )
         self._env = env
         self._context = context
         self._pending: collections.deque[str] = collections.deque()
@@ -97,12 +102,11 @@ class Session:
         self._process_done.set()
         self._ended = anyio.Event()
         self._terminating = False
-        self._pending_permission: str | None = None
-        self._awaiting_results = 0
-        """Messages delivered to a long-lived agent whose turn has not reported its end."""
-        self._resume_id: str | None = None
-        """The CLI's conversation id from the last turn that completed: a turn killed
-        before it finished may have left nothing to resume."""
+        self._turn_started: collections.deque[float] = collections.deque()
+        """When each turn still running began (monotonic), for the turn-duration metric."""
+        self.resume_id: str | None = None
+        """The CLI's conversation id to continue with: from the last turn that completed
+        (or that its driver says was saved); a turn killed early may leave nothing."""
         self._tg: TaskGroup | None = None
         self.log = structlog.get_logger(__name__).bind(session_id=self.id, backend=backend.id)
 
@@ -112,6 +116,11 @@ class Session:
     def pid(self) -> int | None:
         """The running process's pid (its process group id too), if one runs."""
         return self._process.child.pid if self._process else None
+
+    @property
+    def pid_started_at(self) -> float | None:
+        """The running process's start time: with its pid, proof it is still the same one."""
+        return self._process.child.started_at if self._process else None
 
     def info(self) -> SessionInfo:
         """A snapshot for ``list`` and events."""
@@ -124,6 +133,8 @@ class Session:
             status=self.status,
             created_at=self.created_at,
             persona_icon=self.persona_icon,
+            rss_bytes=self.resources.rss_bytes if self.resources else None,
+            cpu_percent=self.resources.cpu_percent if self.resources else None,
             mode=self.spec.mode.value,
             model=self.spec.model,
             pid=self._process.child.pid if self._process else None,
@@ -174,29 +185,8 @@ class Session:
 
     def interrupt(self) -> None:
         """Stop the running turn: in-band when the agent takes that, else SIGINT to its group."""
-        process = self._process
-        if process is None:
-            return
-        process.interrupted = True
-        in_band = process.driver.interrupt() if process.inbox is not None else None
-        if in_band is None:
-            signal_group(process.child.pid, signal.SIGINT)
-        elif in_band:
-            self._write_stdin(process, in_band)
-
-    def record(self) -> SessionRecord:
-        """What the durable table keeps of this session."""
-        process = self._process
-        return SessionRecord(
-            info=self.info(),
-            env=dict(self.spec.env),
-            command=list(self.spec.command),
-            instructions=self.spec.instructions,
-            allowed_tools=list(self.spec.allowed_tools),
-            permission_policy=self.spec.permission_policy.value,
-            resume_id=self._resume_id,
-            pid_started_at=process.child.started_at if process else None,
-        )
+        if self._process is not None:
+            self._process.interrupt()
 
     def restore(self, record: SessionRecord, status: SessionStatus) -> None:
         """Take back the state a crashed daemon saved (before :meth:`run`)."""
@@ -205,19 +195,11 @@ class Session:
         self.turns = info.turns
         self.exit_code = info.exit_code
         self.ended_reason = info.ended_reason
-        self._resume_id = record.resume_id
+        self.resume_id = record.resume_id
         self.chunks.restore(info.chunks, info.usage, info.cli_session_id)
         self.status = status
         if status.ended:
             self._ended.set()
-
-    async def replay(self, from_seq: int, limit: int) -> list[bytes]:
-        """Chunks from ``from_seq`` on, at most ``limit``: from memory, else from disk."""
-        history = self.chunks.history
-        found = history.from_memory(from_seq, limit)
-        if found is None:
-            found = await anyio.to_thread.run_sync(history.from_disk, from_seq, limit)
-        return found
 
     @property
     def finished_streaming(self) -> bool:
@@ -229,13 +211,11 @@ class Session:
     def permit(self, allow: bool, request_id: str | None = None) -> str:
         """Answer the agent's pending permission request; returns the request id answered."""
         process = self._process
-        request_id = request_id or self._pending_permission
-        if process is None or self.status is not SessionStatus.WAITING_INPUT or not request_id:
+        if process is None or self.status is not SessionStatus.WAITING_INPUT:
             raise NothingToAnswer(f"session {self.id} is not waiting for a permission answer")
-        self._write_stdin(process, process.driver.answer_permission(request_id, allow))
-        self._pending_permission = None
+        answered = process.answer(allow, request_id)
         self._set_status(SessionStatus.RUNNING)
-        return request_id
+        return answered
 
     async def terminate(self, grace: float, reason: str = "terminated by request") -> bool:
         """End the session and every process it started; True if SIGKILL was needed."""
@@ -253,7 +233,8 @@ class Session:
     # ------------------------------------------------------------------ turns
 
     def _start_turn(self, message: str) -> None:
-        argv = self.backend.argv(self.spec, message, self._resume_id)
+        argv = self.backend.argv(self.spec, message, self.resume_id)
+        self._turn_started.append(time.monotonic())
         self.turns += 1
         self._log(MessageIn(text=message, ts=time.time(), turn=self.turns))
         self._launch(argv, with_stdin=False)
@@ -263,20 +244,18 @@ class Session:
         process = self._process
         if process is None or process.inbox is None:
             raise SessionEnded(f"session {self.id} has no running process")
-        self._write_stdin(process, process.driver.encode_input(message))
-        self._awaiting_results += 1
+        process.deliver(message)
+        self._turn_started.append(time.monotonic())
         self.turns += 1
         self._log(MessageIn(text=message, ts=time.time(), turn=self.turns))
         self._set_status(SessionStatus.RUNNING)
 
-    def _write_stdin(self, process: AgentProcess, data: bytes) -> None:
-        try:
-            process.write(data)
-        except (QueueFull, SessionEnded) as exc:
-            raise type(exc)(f"session {self.id}: {exc.message}") from None
-
     def _launch(self, argv: list[str], *, with_stdin: bool) -> None:
         assert self._tg is not None, "run() must be started first"
+        flags = self._context.config.backend_flags.get(self.backend.id, ())
+        if flags and not self.spec.command:  # a command given after -- is the user's, verbatim
+            argv = [argv[0], *flags, *argv[1:]]
+        started = time.monotonic()
         try:
             child = spawn(
                 argv,
@@ -288,7 +267,8 @@ class Session:
         except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise SpawnFailed(f"cannot start {argv[0]!r}: {reason}") from exc
-        process = AgentProcess(child, self.backend.driver(self.spec))
+        self._context.metrics.process_spawned(self.backend.id, time.monotonic() - started)
+        process = AgentProcess(self.id, child, self.backend.driver(self.spec))
         self._process = process
         self._process_done = anyio.Event()
         self._log(ProcessSpawned(pid=child.pid, argv=argv, ts=time.time(), turn=self.turns))
@@ -297,7 +277,7 @@ class Session:
             process.open_stdin(self._tg, self._context.config.queue_limit, self.log)
             opening = process.driver.opening()
             if opening:
-                self._write_stdin(process, opening)
+                process.write(opening)
         self._tg.start_soon(self._supervise, process)
         self._set_status(SessionStatus.RUNNING)
 
@@ -378,11 +358,12 @@ class Session:
         self._end_turn(process, status.describe(), failed=status.code != 0)
 
     def _end_turn(self, process: AgentProcess, how: str, *, failed: bool) -> None:
+        self._turns_finished(1)
         if not failed or (process.interrupted and process.finished):
-            self._resume_id = self.chunks.cli_session_id
+            self.resume_id = self.chunks.cli_session_id
             self._context.table.changed()
         elif (saved := process.driver.resumable_id()) is not None:
-            self._resume_id = saved
+            self.resume_id = saved
             self._context.table.changed()
         if process.timed_out:
             limit = self._context.config.turn_timeout
@@ -403,6 +384,12 @@ class Session:
 
     # ------------------------------------------------------------------ chunks
 
+    def _turns_finished(self, count: int) -> None:
+        now = time.monotonic()
+        for _ in range(min(count, len(self._turn_started))):
+            started = self._turn_started.popleft()
+            self._context.metrics.turn_finished(self.backend.id, now - started)
+
     def _report_failure(self, process: AgentProcess, what: str) -> None:
         """An ``error`` chunk saying what failed, with the end of the agent's stderr."""
         tail = "\n".join(process.stderr_tail)
@@ -416,21 +403,13 @@ class Session:
             self._transcript_failed(exc)
 
     def _after_batch(self, process: AgentProcess, outcome: BatchOutcome) -> None:
-        """Answer what the driver must answer; move a long-lived session's status along."""
-        process.finished |= outcome.results > 0
-        self._awaiting_results = max(0, self._awaiting_results - outcome.results)
-        outgoing = process.driver.take_outgoing()
-        if outgoing and process.inbox is not None:
-            self._write_stdin(process, outgoing)
-        if outcome.permission_request and self.spec.permission_policy is PermissionPolicy.ASK:
-            self._pending_permission = outcome.permission_request
-            self._set_status(SessionStatus.WAITING_INPUT)
-        elif (
-            outcome.results
-            and not self._awaiting_results
-            and self.spec.mode is BackendMode.LONG_LIVED
-        ):
-            self._set_status(SessionStatus.IDLE)
+        """Let the process take in the batch; move a long-lived session's status along."""
+        long_lived = self.spec.mode is BackendMode.LONG_LIVED
+        if long_lived:
+            self._turns_finished(outcome.results)
+        status = process.absorb(outcome, self.spec.permission_policy)
+        if status is SessionStatus.WAITING_INPUT or (status is SessionStatus.IDLE and long_lived):
+            self._set_status(status)
 
     # ------------------------------------------------------------------ status
 

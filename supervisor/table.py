@@ -11,12 +11,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
 import structlog
 
 from agentplex.client.protocol import SessionInfo
+
+if TYPE_CHECKING:
+    from agentplex.supervisor.session import Session
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +42,21 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 SnapshotFn = Callable[[], list[SessionRecord]]
+
+
+def record_of(session: Session) -> SessionRecord:
+    """What the table keeps of a session."""
+    spec = session.spec
+    return SessionRecord(
+        info=session.info(),
+        env=dict(spec.env),
+        command=list(spec.command),
+        instructions=spec.instructions,
+        allowed_tools=list(spec.allowed_tools),
+        permission_policy=spec.permission_policy.value,
+        resume_id=session.resume_id,
+        pid_started_at=session.pid_started_at,
+    )
 
 
 class _Table(msgspec.Struct):

@@ -51,14 +51,16 @@ class Follower:
 
     async def _main(self) -> None:
         try:
-            async with AsyncClient(self.runtime_dir, timeout=5) as client:
-                async with anyio.create_task_group() as tg:
-                    started: set[str] = set()
-                    while not (self._all_told.is_set() and started >= set(self._sessions)):
-                        for sid in [s for s in self._sessions if s not in started]:
-                            started.add(sid)
-                            tg.start_soon(self._follow_one, client, sid)
-                        await anyio.sleep(0.05)
+            async with (
+                AsyncClient(self.runtime_dir, timeout=5) as client,
+                anyio.create_task_group() as tg,
+            ):
+                started: set[str] = set()
+                while not (self._all_told.is_set() and started >= set(self._sessions)):
+                    for sid in [s for s in self._sessions if s not in started]:
+                        started.add(sid)
+                        tg.start_soon(self._follow_one, client, sid)
+                    await anyio.sleep(0.05)
         except BaseException as exc:  # reported to the test thread
             self.error = exc
 
@@ -83,7 +85,9 @@ def test_no_chunk_is_lost_or_doubled_through_three_daemon_kills(short_tmp: Path)
     for _round in range(KILLS):
         with daemon.client() as client:
             argv = [sys.executable, "-c", STREAM]
-            ids = [client.start("exec", argv=argv, tag="chaos").id for _ in range(SESSIONS_PER_ROUND)]
+            ids = [
+                client.start("exec", argv=argv, tag="chaos").id for _ in range(SESSIONS_PER_ROUND)
+            ]
         all_sessions += ids
         follower.follow(ids)
         anyio.run(anyio.sleep, rng.uniform(0.2, 1.2))  # a random moment mid-stream
@@ -104,7 +108,8 @@ def test_no_chunk_is_lost_or_doubled_through_three_daemon_kills(short_tmp: Path)
             assert logged == info_chunks, f"{sid}: follower and transcript disagree"
             assert descendants_with_marker(sid) == []
             checked += len(logged)
-        print(f"\nchaos: {checked} chunks checked, {KILLS} kills survived, {len(all_sessions)} sessions")
+        sessions = len(all_sessions)
+        print(f"\nchaos: {checked} chunks checked, {KILLS} kills survived, {sessions} sessions")
         assert checked > 0
     finally:
         assert daemon.stop() == 0

@@ -12,9 +12,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from agentplex.client.errors import EXIT_CONFIG
 from agentplex.supervisor.config import Config
 from agentplex.supervisor.config_file import (
-    EX_CONFIG,
     EXPLICIT_KEYS,
     KEYS,
     NOT_KEYS,
@@ -52,7 +52,7 @@ def test_an_error_names_the_file_and_the_key(tmp_path: Path, text: str, message:
     with pytest.raises(ConfigError) as caught:
         load(path, environ={})
     assert caught.value.message.startswith(f"{path}: {message}")
-    assert caught.value.exit_code == EX_CONFIG
+    assert caught.value.exit_code == EXIT_CONFIG
 
 
 def test_a_named_file_must_exist_but_the_default_may_be_missing(tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ def test_a_config_field_without_a_key_of_its_own_is_accepted_under_daemon() -> N
 def test_daemon_refuses_a_bad_file_in_one_line_naming_file_and_key(short_tmp: Path) -> None:
     path = write(short_tmp, '[retention]\ndelete_after_days = "soon"\n')
     done = run_cli(short_tmp, "daemon", "--config", str(path))
-    assert done.returncode == EX_CONFIG
+    assert done.returncode == EXIT_CONFIG
     assert done.stderr == (
         f'agentplex daemon: {path}: retention.delete_after_days: expected float, got str "soon"\n'
     )
