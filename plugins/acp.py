@@ -32,6 +32,7 @@ from agentplex.plugins.api import (
     PermissionPolicy,
     SessionSpec,
 )
+from agentplex.plugins.json_lines import raw
 
 T = TypeVar("T")
 _MaybeRaw = msgspec.Raw | msgspec.UnsetType
@@ -144,11 +145,11 @@ class AcpDriver(Driver):
 
     def parse(self, line: str, stream: Stream) -> list[ChunkData]:
         if stream != Stream.STDOUT:
-            return [_raw(line)]
+            return [raw(line)]
         try:
             message = _decode_incoming(line.encode("utf-8", "replace"))
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            return [_raw(line)]
+            return [raw(line)]
         if message.method is not None:
             if message.id is None:
                 return self._on_notification(message.method, message.params, line)
@@ -158,7 +159,7 @@ class AcpDriver(Driver):
             return self._on_response(self._calls.pop(message.id), message.result, error)
         if error is not None:
             return [_error(f"agent error: {error}")]
-        return [_raw(line)]
+        return [raw(line)]
 
     # ------------------------------------------------------------------ outgoing
 
@@ -309,7 +310,7 @@ class AcpDriver(Driver):
         if note is None:
             tag = _decode(params, rpc.UpdateTag)
             if tag is None or not tag.update.sessionUpdate:
-                return [_raw(line)]
+                return [raw(line)]
             return [_system(tag.update.sessionUpdate, cli_session_id=tag.sessionId)]
         chunks = self._update_chunks(note.update)
         return [dataclasses.replace(c, cli_session_id=note.sessionId) for c in chunks]
@@ -385,10 +386,6 @@ def _tool_chunk(kind: ChunkKind, call: rpc.ToolCallUpdate) -> ChunkData:
     if len(summary) > SUMMARY_CHARS:
         summary = summary[: SUMMARY_CHARS - 1] + "…"
     return ChunkData(kind, summary, tool_name=name, tool_input=call.rawInput)
-
-
-def _raw(line: str) -> ChunkData:
-    return ChunkData(ChunkKind.RAW, line)
 
 
 def _system(text: str, **fields: Any) -> ChunkData:

@@ -23,6 +23,7 @@ import msgspec
 
 from agentplex.client.protocol import ChunkKind, Stream, Usage
 from agentplex.plugins.api import ChunkData, Driver
+from agentplex.plugins.json_lines import decode_line
 from agentplex.plugins.stream_json import tool_summary
 
 COMMAND_TOOL = "command_execution"
@@ -147,7 +148,6 @@ _Known = (
 )
 _KNOWN_TYPES = frozenset(t.__struct_config__.tag for t in typing.get_args(_Known))
 _decode_known = msgspec.json.Decoder(_Known).decode
-_decode_any = msgspec.json.Decoder().decode
 _encode_any = msgspec.json.Encoder().encode
 
 _FAILED_STATUSES = frozenset({"failed", "declined"})
@@ -177,15 +177,9 @@ class CodexEventParser(Driver):
         self._announced: set[str] = set()
 
     def parse(self, line: str, stream: Stream) -> list[ChunkData]:
-        if stream != Stream.STDOUT:
-            return [_raw(line)]
-        data = line.encode("utf-8", "replace")
-        try:
-            known = _decode_known(data)
-        except msgspec.ValidationError:
-            return _unknown(line, data)
-        except (msgspec.DecodeError, RecursionError):
-            return [_raw(line)]
+        known = decode_line(line, stream, _decode_known, _KNOWN_TYPES)
+        if isinstance(known, list):
+            return known
         return self._chunks(known)
 
     def resumable_id(self) -> str | None:
@@ -283,25 +277,8 @@ class CodexEventParser(Driver):
         return ChunkData(ChunkKind.RESULT, self._last_text, usage=totals)
 
 
-def _raw(line: str) -> ChunkData:
-    return ChunkData(ChunkKind.RAW, line)
-
-
 def _error(message: str) -> ChunkData:
     return ChunkData(ChunkKind.ERROR, message, is_error=True)
-
-
-def _unknown(line: str, data: bytes) -> list[ChunkData]:
-    """A line the schema does not fit: ``system`` naming an unknown type, else ``raw``."""
-    try:
-        obj = _decode_any(data)
-    except (msgspec.DecodeError, RecursionError):
-        return [_raw(line)]
-    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-        return [_raw(line)]
-    if obj["type"] in _KNOWN_TYPES:
-        return [_raw(line)]
-    return [ChunkData(ChunkKind.SYSTEM, obj["type"])]
 
 
 def _tool_call(item: _Item) -> tuple[str, Any]:

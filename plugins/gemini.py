@@ -31,6 +31,7 @@ from agentplex.plugins.api import (
     locate_executable,
     package_version,
 )
+from agentplex.plugins.json_lines import decode_line
 from agentplex.plugins.stream_json import tool_summary
 
 PACKAGE = "@google/gemini-cli"
@@ -149,7 +150,6 @@ class _Result(_Line, frozen=True, tag="result"):
 
 _Known = _Init | _Message | _ToolUse | _ToolResult | _Error | _Result
 _decode_known = msgspec.json.Decoder(_Known).decode
-_decode_any = msgspec.json.Decoder().decode
 _KNOWN_TYPES = frozenset({"init", "message", "tool_use", "tool_result", "error", "result"})
 
 
@@ -167,15 +167,9 @@ class GeminiStreamParser(Driver):
         self._reply: list[str] = []
 
     def parse(self, line: str, stream: Stream) -> list[ChunkData]:
-        if stream != Stream.STDOUT:
-            return [_raw(line)]
-        data = line.encode("utf-8", "replace")
-        try:
-            known = _decode_known(data)
-        except msgspec.ValidationError:
-            return [_unknown(line, data)]
-        except (msgspec.DecodeError, RecursionError):
-            return [_raw(line)]
+        known = decode_line(line, stream, _decode_known, _KNOWN_TYPES)
+        if isinstance(known, list):
+            return known
         return self._chunks(known)
 
     def _chunks(self, line: _Known) -> list[ChunkData]:
@@ -201,23 +195,6 @@ class GeminiStreamParser(Driver):
                 return [_error_chunk(line)]
             case _Result():
                 return _result_chunks(line, "".join(self._reply))
-
-
-def _raw(line: str) -> ChunkData:
-    return ChunkData(ChunkKind.RAW, line)
-
-
-def _unknown(line: str, data: bytes) -> ChunkData:
-    """A line the schema does not fit: ``system`` naming an unknown type, else ``raw``."""
-    try:
-        obj = _decode_any(data)
-    except (msgspec.DecodeError, RecursionError):
-        return _raw(line)
-    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-        return _raw(line)
-    if obj["type"] in _KNOWN_TYPES:
-        return _raw(line)
-    return ChunkData(ChunkKind.SYSTEM, obj["type"])
 
 
 def _tool_use_chunk(line: _ToolUse) -> ChunkData:

@@ -20,6 +20,7 @@ import msgspec
 
 from agentplex.client.protocol import ChunkKind, Stream, Usage
 from agentplex.plugins.api import ChunkData, Driver
+from agentplex.plugins.json_lines import decode_line
 
 SUMMARY_CHARS = 160
 """Longest one-line summary of a tool call."""
@@ -129,7 +130,6 @@ _Data = _System | _StreamEvent | _Assistant | _User | _Result | _ControlRequest 
 """Lines whose chunks need nothing from the driver."""
 _Known = _Data | _ControlCancel
 _decode_known = msgspec.json.Decoder(_Known).decode
-_decode_any = msgspec.json.Decoder().decode
 
 
 # --------------------------------------------------------------------------- parser
@@ -149,15 +149,9 @@ class ClaudeStreamParser(Driver):
         return msgspec.json.encode(line) + b"\n"
 
     def parse(self, line: str, stream: Stream) -> list[ChunkData]:
-        if stream != Stream.STDOUT:
-            return [_raw(line)]
-        data = line.encode("utf-8", "replace")
-        try:
-            known = _decode_known(data)
-        except msgspec.ValidationError:
-            return _unknown(line, data)
-        except (msgspec.DecodeError, RecursionError):
-            return [_raw(line)]
+        known = decode_line(line, stream, _decode_known, _KNOWN_TYPES)
+        if isinstance(known, list):
+            return known
         chunks = self._chunks(known)
         if known.session_id is None:
             return chunks
@@ -200,25 +194,6 @@ def _data_chunks(line: _Data) -> list[ChunkData]:
             return [ChunkData(ChunkKind.SYSTEM, f"control_request: {request.subtype or '?'}")]
         case _ControlResponse(response=response):
             return [_control_response_chunk(response)]
-
-
-def _raw(line: str) -> ChunkData:
-    return ChunkData(ChunkKind.RAW, line)
-
-
-def _unknown(line: str, data: bytes) -> list[ChunkData]:
-    """A line the schema does not fit: ``system`` naming an unknown type, else ``raw``."""
-    try:
-        obj = _decode_any(data)
-    except (msgspec.DecodeError, RecursionError):
-        return [_raw(line)]
-    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-        return [_raw(line)]
-    if obj["type"] in _KNOWN_TYPES:
-        return [_raw(line)]
-    session_id = obj.get("session_id")
-    cli_session_id = session_id if isinstance(session_id, str) else None
-    return [ChunkData(ChunkKind.SYSTEM, obj["type"], cli_session_id=cli_session_id)]
 
 
 _KNOWN_TYPES = frozenset(t.__struct_config__.tag for t in typing.get_args(_Known))

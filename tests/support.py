@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -188,3 +189,22 @@ def install_agent_clis() -> dict[str, Path]:
         if sep and name in ("claude", "codex", "gemini"):
             paths[name] = Path(path)
     return paths
+
+
+def session_info(session_id: str = "s1", **fields: Any) -> p.SessionInfo:
+    """A SessionInfo for unit tests: a running exec session unless ``fields`` say otherwise."""
+    values: dict[str, Any] = {
+        "id": session_id,
+        "backend": "exec",
+        "persona": None,
+        "tag": None,
+        "cwd": "/",
+        "status": p.SessionStatus.RUNNING,
+        "created_at": 0.0,
+        "pid": None,
+        "cli_session_id": None,
+        "turns": 0,
+        "chunks": 0,
+        "transcript": "/t.jsonl",
+    }
+    return p.SessionInfo(**{**values, **fields})

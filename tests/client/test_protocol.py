@@ -15,6 +15,7 @@ import msgspec.inspect as mi
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import session_info
 
 import agentplex.client
 from agentplex.client import errors as e
@@ -129,20 +130,7 @@ OTHER = str(uuid.uuid4())
 
 
 def _info(session_id: str) -> p.SessionInfo:
-    return p.SessionInfo(
-        id=session_id,
-        backend="exec",
-        persona=None,
-        tag=None,
-        cwd="/",
-        status=p.SessionStatus.RUNNING,
-        created_at=0.0,
-        pid=None,
-        cli_session_id=None,
-        turns=0,
-        chunks=0,
-        transcript="/t.jsonl",
-    )
+    return session_info(session_id)
 
 
 def _chunk(session_id: str) -> p.Chunk:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import DaemonProcess, start_daemon
+from support import DaemonProcess, session_info, start_daemon
 
 from agentplex.client import protocol as p
 from agentplex.supervisor.metrics import CONTENT_TYPE, Metrics
@@ -133,20 +133,7 @@ def test_hooks_feed_counters_and_histograms() -> None:
 
 
 def test_label_values_are_escaped() -> None:
-    info = p.SessionInfo(
-        id="s1",
-        backend="exec",
-        persona=None,
-        tag='a "quoted"\\tag\nline',
-        cwd="/",
-        status=p.SessionStatus.RUNNING,
-        created_at=0.0,
-        pid=None,
-        cli_session_id=None,
-        turns=0,
-        chunks=0,
-        transcript="",
-    )
+    info = session_info("s1", tag='a "quoted"\\tag\nline')
     samples = parse(Metrics().exposition([info], {}, "0"))
     labels = {"backend": "exec", "session_id": "s1", "tag": 'a "quoted"\\tag\nline'}
     assert value(samples, "agentplex_session_rss_bytes", **labels) == 0

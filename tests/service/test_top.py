@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from support import DaemonProcess
+from support import DaemonProcess, session_info
 
 from agentplex.client import protocol as p
 from agentplex.client.top import TopView
@@ -113,21 +113,7 @@ def test_top_once_prints_one_table_without_a_terminal(daemon: DaemonProcess) -> 
 
 
 def test_chunk_rates_come_from_chunk_events() -> None:
-    info = p.SessionInfo(
-        id="abcdef012345",
-        backend="exec",
-        persona=None,
-        tag="t",
-        cwd="/",
-        status=p.SessionStatus.RUNNING,
-        created_at=0.0,
-        pid=None,
-        cli_session_id=None,
-        turns=0,
-        chunks=0,
-        transcript="",
-        persona_icon="🤖",
-    )
+    info = session_info("abcdef012345", tag="t", persona_icon="🤖")
     view = TopView(p.Sessions(sessions=[info], active=info.id), daemon_pid=1, now=0.0)
     for i in range(10):
         chunk = p.Chunk(
