@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import contextlib
 import itertools
 import os
 import secrets
@@ -76,9 +77,11 @@ class AsyncClient:
     ) -> None:
         assert self._tg is not None and self._ctx is not None and self._dealer is not None
         self._tg.cancel_scope.cancel()
-        await self._tg.__aexit__(et, e, tb)
-        self._dealer.close()
-        self._ctx.term()
+        try:
+            await self._tg.__aexit__(et, e, tb)
+        finally:
+            self._dealer.close()
+            self._ctx.term()
 
     # ------------------------------------------------------------------ requests
 
@@ -225,12 +228,16 @@ class AsyncClient:
     # ------------------------------------------------------------------ events
 
     @asynccontextmanager
-    async def subscribe(self, *prefixes: str | bytes) -> AsyncIterator[Subscription]:
+    async def subscribe(
+        self, *prefixes: str | bytes, ready_timeout: float | None = None
+    ) -> AsyncIterator[Subscription]:
         """A live subscription to events whose topic starts with one of ``prefixes``.
 
         Entered only once the subscription is live (ZeroMQ subscriptions take effect
         asynchronously), so no event published after entry is missed unless the
         subscriber falls behind the daemon's high-water mark. No prefix: every event.
+        ``ready_timeout`` (default: the client's timeout) is how long to keep trying,
+        e.g. while a daemon restarts.
         """
         assert self._ctx is not None, "use the client inside 'async with'"
         sub = self._ctx.socket(zmq.SUB)
@@ -243,17 +250,20 @@ class AsyncClient:
         sub.setsockopt(zmq.SUBSCRIBE, sync_topic)
         sub.connect(self.paths.events_endpoint)
         try:
-            early = await self._wait_subscribed(sub, token)
+            early = await self._wait_subscribed(sub, token, ready_timeout or self.timeout)
             yield Subscription(sub, early, sync_topic)
         finally:
             sub.close()
 
-    async def _wait_subscribed(self, sub: zmq.asyncio.Socket, token: str) -> builtins.list[p.Event]:
+    async def _wait_subscribed(
+        self, sub: zmq.asyncio.Socket, token: str, timeout: float
+    ) -> builtins.list[p.Event]:
         """Ask for sync marks until one arrives; return the events that came before it."""
         early: builtins.list[p.Event] = []
-        with anyio.fail_after(self.timeout):
+        with anyio.fail_after(timeout):
             while True:
-                await self.request(p.Sync(token=token), p.Synced, None)
+                with contextlib.suppress(RequestTimeout):  # the daemon may be restarting
+                    await self.request(p.Sync(token=token), p.Synced, min(timeout, 2.0))
                 with anyio.move_on_after(SYNC_RETRY):
                     while True:
                         _topic, payload = await sub.recv_multipart()

@@ -34,7 +34,7 @@ async def follow(
     sid = (await _retrying(lambda: client.inspect(session, timeout=2.0), reconnect_timeout)).id
     topics = (p.chunk_topic(sid), f"session.terminated.{sid}", f"session.status_changed.{sid}")
     state = _Position(from_seq)
-    async with client.subscribe(*topics) as events:
+    async with client.subscribe(*topics, ready_timeout=reconnect_timeout) as events:
         async for chunk in _catch_up(client, sid, state, reconnect_timeout):
             yield chunk
         while not state.ended:

@@ -103,7 +103,6 @@ WantedBy=multi-user.target
 UNIT_NAMES: dict[Scope, str] = {"user": "agentplex.service", "system": "agentplex@.service"}
 
 
-
 def render(scope: Scope, exec_start: str = SHIPPED_EXEC, path: str | None = None) -> str:
     """The unit text; ``path`` becomes its PATH (the agents' CLIs are looked up there)."""
     environment = ""

@@ -67,6 +67,10 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     the transcript)."""
     stop_turn_leftovers: bool = True
     """End whatever a turn-based agent's process left running when its turn ends."""
+    pub_high_water_mark: int = 10_000
+    """Events the daemon queues for one subscriber that is not reading, before it drops
+    more for that subscriber (it refills them with ``replay``). This bounds the daemon's
+    memory per stalled subscriber: about this many chunks (≈ 2 MB at 100-byte lines)."""
     heartbeat_interval: float = 2.0
     drain_timeout: float = 0.5
     """How long to keep reading a turn's pipes after its process exited, if a leftover

@@ -36,7 +36,6 @@ from agentplex.supervisor.retention import RetentionService
 from agentplex.supervisor.session import SessionContext
 from agentplex.supervisor.table import SessionRecord, SessionTable, record_of
 
-PUB_HIGH_WATER_MARK = 100_000
 MAX_ZMQ_MESSAGE = 64 << 20
 
 log = structlog.get_logger(__name__)
@@ -163,7 +162,7 @@ class Server:
         control = ctx.socket(zmq.ROUTER)
         control.setsockopt(zmq.MAXMSGSIZE, MAX_ZMQ_MESSAGE)
         events = ctx.socket(zmq.PUB)
-        events.setsockopt(zmq.SNDHWM, PUB_HIGH_WATER_MARK)
+        events.setsockopt(zmq.SNDHWM, self.config.pub_high_water_mark)
         for sock in (control, events):
             sock.setsockopt(zmq.LINGER, 0)
             stack.callback(sock.close)

@@ -6,8 +6,10 @@ import signal
 import sys
 from pathlib import Path
 
+import anyio
 from support import DaemonProcess, descendants_with_marker, is_chunk, next_event, start_daemon
 
+from agentplex.client import AsyncClient
 from agentplex.client import protocol as p
 from agentplex.client.transcripts import TranscriptDamage, read_records
 
@@ -106,3 +108,36 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_follow_begun_while_the_daemon_is_down_completes_once_it_is_back(
+    short_tmp: Path,
+) -> None:
+    daemon = start_daemon(short_tmp)
+    with daemon.client() as client, client.subscribe(p.SESSION_TOPIC) as events:
+        info = client.start(
+            "exec", argv=[sys.executable, "-c", "print('\\n'.join(map(str, range(500))))"]
+        )
+        next_event(events, lambda e: isinstance(e, p.SessionTerminated) and e.session.id == info.id)
+
+    async def scenario() -> list[int]:
+        async with AsyncClient(daemon.runtime_dir, timeout=2) as client:
+            _crash(daemon)
+            seqs: list[int] = []
+            async with anyio.create_task_group() as tg:
+
+                async def restart_soon() -> None:
+                    await anyio.sleep(1.0)  # the follower is meanwhile retrying
+                    restarted.append(start_daemon(short_tmp))
+
+                tg.start_soon(restart_soon)
+                async for chunk in client.follow(info.id):
+                    seqs.append(chunk.seq)
+            return seqs
+
+    restarted: list[DaemonProcess] = []
+    try:
+        assert anyio.run(scenario) == list(range(1, 501))
+    finally:
+        for again in restarted:
+            assert again.stop() == 0
