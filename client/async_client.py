@@ -229,7 +229,10 @@ class AsyncClient:
 
     @asynccontextmanager
     async def subscribe(
-        self, *prefixes: str | bytes, ready_timeout: float | None = None
+        self,
+        *prefixes: str | bytes,
+        ready_timeout: float | None = None,
+        expand_batches: bool = True,
     ) -> AsyncIterator[Subscription]:
         """A live subscription to events whose topic starts with one of ``prefixes``.
 
@@ -237,7 +240,7 @@ class AsyncClient:
         asynchronously), so no event published after entry is missed unless the
         subscriber falls behind the daemon's high-water mark. No prefix: every event.
         ``ready_timeout`` (default: the client's timeout) is how long to keep trying,
-        e.g. while a daemon restarts.
+        e.g. while a daemon restarts. ``expand_batches``: see :class:`Subscription`.
         """
         assert self._ctx is not None, "use the client inside 'async with'"
         sub = self._ctx.socket(zmq.SUB)
@@ -251,7 +254,7 @@ class AsyncClient:
         sub.connect(self.paths.events_endpoint)
         try:
             early = await self._wait_subscribed(sub, token, ready_timeout or self.timeout)
-            yield Subscription(sub, early, sync_topic)
+            yield Subscription(sub, early, sync_topic, expand_batches=expand_batches)
         finally:
             sub.close()
 
@@ -275,24 +278,43 @@ class AsyncClient:
 
 
 class Subscription:
-    """An async iterator over the events of one subscription."""
+    """An async iterator over the events of one subscription.
 
-    def __init__(self, sub: zmq.asyncio.Socket, early: list[p.Event], sync_topic: bytes) -> None:
+    With ``expand_batches`` (the default) an ``agent.chunks`` batch is handed out as the
+    single chunks it stands for; without, as it came.
+    """
+
+    def __init__(
+        self,
+        sub: zmq.asyncio.Socket,
+        early: list[p.Event],
+        sync_topic: bytes,
+        *,
+        expand_batches: bool = True,
+    ) -> None:
         self._sub = sub
-        self._early = collections.deque(early)
+        self._ready: collections.deque[p.Event] = collections.deque()
         self._sync_topic = sync_topic
+        self._expand = expand_batches
+        for event in early:
+            self._queue(event)
+
+    def _queue(self, event: p.Event) -> None:
+        if self._expand and isinstance(event, p.ChunkBatch):
+            self._ready.extend(event.chunks())
+        else:
+            self._ready.append(event)
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> p.Event:
         """The next event (waits as long as it takes)."""
-        if self._early:
-            return self._early.popleft()
-        while True:
+        while not self._ready:
             topic, payload = await self._sub.recv_multipart()
             if topic != self._sync_topic:
-                return p.event_decoder.decode(payload)
+                self._queue(p.event_decoder.decode(payload))
+        return self._ready.popleft()
 
     async def receive(self, timeout: float) -> p.Event | None:
         """The next event, or None if none arrives within ``timeout`` seconds."""

@@ -34,16 +34,18 @@ async def follow(
     sid = (await _retrying(lambda: client.inspect(session, timeout=2.0), reconnect_timeout)).id
     topics = (p.chunk_topic(sid), f"session.terminated.{sid}", f"session.status_changed.{sid}")
     state = _Position(from_seq)
-    async with client.subscribe(*topics, ready_timeout=reconnect_timeout) as events:
+    async with client.subscribe(
+        *topics, ready_timeout=reconnect_timeout, expand_batches=False
+    ) as events:
         async for chunk in _catch_up(client, sid, state, reconnect_timeout):
             yield chunk
         while not state.ended:
             event = await events.receive(QUIET_CHECK)
-            if isinstance(event, p.Chunk) and event.seq == state.next_seq:
-                state.next_seq += 1
-                yield event
-            elif _behind(event, state):
+            if _behind(event, state):
                 async for chunk in _catch_up(client, sid, state, reconnect_timeout):
+                    yield chunk
+            if isinstance(event, p.Chunk | p.ChunkBatch):
+                for chunk in state.take(event):
                     yield chunk
 
 
@@ -51,13 +53,25 @@ def _behind(event: p.Event | None, state: _Position) -> bool:
     """Whether ``event`` (None: a quiet spell) means the follower may have missed something."""
     if isinstance(event, p.Chunk):
         return event.seq > state.next_seq
+    if isinstance(event, p.ChunkBatch):
+        return event.first_seq > state.next_seq
     return event is None or isinstance(event, p.SessionTerminated | p.StatusChanged)
 
 
 class _Position:
+    """The next seq the follower gives out, and whether the stream has ended."""
+
     def __init__(self, next_seq: int) -> None:
         self.next_seq = max(next_seq, 1)
         self.ended = False
+
+    def take(self, item: p.AnyChunk) -> list[p.Chunk]:
+        """The chunks of ``item`` not given out yet, if it continues the sequence."""
+        new = [chunk for chunk in p.expand(item) if chunk.seq >= self.next_seq]
+        if not new or new[0].seq != self.next_seq:
+            return []
+        self.next_seq = new[-1].seq + 1
+        return new
 
 
 async def _catch_up(
@@ -67,9 +81,7 @@ async def _catch_up(
     while True:
         page = await _replay_page(client, sid, state.next_seq, reconnect_timeout)
         for raw in page.chunks:
-            chunk = p.chunk_decoder.decode(raw)
-            if chunk.seq == state.next_seq:
-                state.next_seq += 1
+            for chunk in state.take(p.chunk_decoder.decode(raw)):
                 yield chunk
         if state.next_seq > page.last_seq:
             state.ended = page.ended

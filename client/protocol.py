@@ -325,7 +325,8 @@ class Permitted(_Reply, frozen=True, tag="permitted"):
 
 
 class Replayed(_Reply, frozen=True, tag="replayed"):
-    """One page of chunks (JSON objects, in seq order) and where the session stands.
+    """One page of chunks (``agent.chunk`` or ``agent.chunks`` objects, in seq order; the
+    first may begin before ``from_seq``) and where the session stands.
 
     ``last_seq`` is the session's newest seq; more pages follow while the last chunk's
     seq is below it. ``ended`` says no chunk will ever follow ``last_seq``.
@@ -403,6 +404,49 @@ class Chunk(_Msg, frozen=True, tag="agent.chunk"):
     b64: str | None = None
 
 
+class ChunkBatch(_Msg, frozen=True, tag="agent.chunks"):
+    """A run of plain chunks from one read of one stream, sent as one message.
+
+    It stands for the chunks ``first_seq`` .. ``last_seq``: ``texts[i]`` is the text of
+    chunk ``first_seq + i``, whose kind, stream, ts and turn are the batch's. Published on
+    the same topic as single chunks and logged as one transcript record; the client
+    library's ``follow``/``replay`` and transcript reader hand out the single chunks.
+    """
+
+    session_id: str
+    first_seq: int
+    last_seq: int
+    stream: Stream
+    kind: ChunkKind
+    texts: list[str]
+    ts: float
+    turn: int = 0
+
+    def chunks(self) -> list[Chunk]:
+        """The single chunks this batch stands for."""
+        return [
+            Chunk(
+                session_id=self.session_id,
+                seq=self.first_seq + i,
+                stream=self.stream,
+                kind=self.kind,
+                text=text,
+                ts=self.ts,
+                turn=self.turn,
+            )
+            for i, text in enumerate(self.texts)
+        ]
+
+
+AnyChunk = Chunk | ChunkBatch
+"""What a chunk topic carries, and what a replay page holds."""
+
+
+def expand(item: AnyChunk) -> list[Chunk]:
+    """The single chunks a chunk message stands for."""
+    return [item] if isinstance(item, Chunk) else item.chunks()
+
+
 class SessionCreated(_Msg, frozen=True, tag="session.created"):
     session: SessionInfo
 
@@ -442,6 +486,7 @@ class SyncMark(_Msg, frozen=True, tag="daemon.sync"):
 
 Event = (
     Chunk
+    | ChunkBatch
     | SessionCreated
     | SessionTerminated
     | SessionListChanged
@@ -471,7 +516,9 @@ def topic_of(event: Event) -> bytes:
     tag = type(event).__struct_config__.tag
     assert isinstance(tag, str)
     match event:
-        case Chunk(session_id=sid) | StatusChanged(session_id=sid):
+        case Chunk(session_id=sid) | ChunkBatch(session_id=sid):
+            return CHUNK_TOPIC + sid.encode()
+        case StatusChanged(session_id=sid):
             return f"{tag}.{sid}".encode()
         case SessionCreated(session=info) | SessionTerminated(session=info):
             return f"{tag}.{info.id}".encode()
@@ -541,7 +588,7 @@ class Footer(_Msg, frozen=True, tag="footer"):
     usage: Usage = Usage()
 
 
-Record = Header | MessageIn | Chunk | ProcessSpawned | ProcessExit | Recovered | Footer
+Record = Header | MessageIn | Chunk | ChunkBatch | ProcessSpawned | ProcessExit | Recovered | Footer
 
 
 # --------------------------------------------------------------------------- codecs
@@ -552,4 +599,4 @@ envelope_decoder: Final = msgspec.json.Decoder(Envelope)
 reply_decoder: Final[msgspec.json.Decoder[Reply]] = msgspec.json.Decoder(Reply)
 event_decoder: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 record_decoder: Final[msgspec.json.Decoder[Record]] = msgspec.json.Decoder(Record)
-chunk_decoder: Final[msgspec.json.Decoder[Chunk]] = msgspec.json.Decoder(Chunk)
+chunk_decoder: Final[msgspec.json.Decoder[AnyChunk]] = msgspec.json.Decoder(AnyChunk)

@@ -75,9 +75,12 @@ class Client:
     replay = _blocking(AsyncClient.replay)
 
     @contextmanager
-    def subscribe(self, *prefixes: str | bytes) -> Iterator[SyncSubscription]:
+    def subscribe(
+        self, *prefixes: str | bytes, expand_batches: bool = True
+    ) -> Iterator[SyncSubscription]:
         """A live subscription (see AsyncClient.subscribe), iterated synchronously."""
-        with self._portal.wrap_async_context_manager(self._async.subscribe(*prefixes)) as sub:
+        subscription = self._async.subscribe(*prefixes, expand_batches=expand_batches)
+        with self._portal.wrap_async_context_manager(subscription) as sub:
             yield SyncSubscription(self._portal, sub)
 
     def follow(self, session: str, from_seq: int = 1) -> Iterator[p.Chunk]:

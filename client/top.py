@@ -46,15 +46,16 @@ class Row:
     """One session as top shows it."""
 
     info: p.SessionInfo
-    arrivals: collections.deque[float] = field(default_factory=collections.deque)
+    arrivals: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
+    """When chunks arrived, and how many (a batch is one arrival of many)."""
     cpu_percent: float | None = None
     rss_bytes: int | None = None
 
     def rate(self, now: float) -> float:
         """Chunks per second over the last few seconds."""
-        while self.arrivals and now - self.arrivals[0] > RATE_WINDOW:
+        while self.arrivals and now - self.arrivals[0][0] > RATE_WINDOW:
             self.arrivals.popleft()
-        return len(self.arrivals) / RATE_WINDOW
+        return sum(count for _, count in self.arrivals) / RATE_WINDOW
 
 
 class TopView:
@@ -77,7 +78,9 @@ class TopView:
         self.heard_at = now
         match event:
             case p.Chunk(session_id=sid) if sid in self.rows:
-                self.rows[sid].arrivals.append(now)
+                self.rows[sid].arrivals.append((now, 1))
+            case p.ChunkBatch(session_id=sid, texts=texts) if sid in self.rows:
+                self.rows[sid].arrivals.append((now, len(texts)))
             case p.SessionListChanged(sessions=sessions, active=active):
                 self.active = active
                 for info in sessions:

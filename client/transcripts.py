@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 
-from agentplex.client.protocol import Chunk, Record, record_decoder
+from agentplex.client.protocol import Chunk, ChunkBatch, Record, expand, record_decoder
 
 
 @dataclass
@@ -39,7 +39,10 @@ def read_records(
 
 
 def read_chunks(path: Path | str, after_seq: int = 0) -> Iterator[Chunk]:
-    """The chunks of a transcript whose seq is greater than ``after_seq``."""
+    """The chunks of a transcript whose seq is greater than ``after_seq`` (batches given
+    out as their single chunks)."""
     for record in read_records(path):
-        if isinstance(record, Chunk) and record.seq > after_seq:
-            yield record
+        if isinstance(record, Chunk | ChunkBatch):
+            for chunk in expand(record):
+                if chunk.seq > after_seq:
+                    yield chunk

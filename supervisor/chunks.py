@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import anyio
 import msgspec
 
-from agentplex.client.protocol import Chunk, ChunkKind, Stream, Usage, encode
+from agentplex.client.protocol import Chunk, ChunkBatch, ChunkKind, Stream, Usage, encode
 from agentplex.plugins.api import ChunkData, Driver
 from agentplex.supervisor.events import EventPublisher
-from agentplex.supervisor.history import ChunkHistory
+from agentplex.supervisor.history import ChunkHistory, Entry
 from agentplex.supervisor.metrics import Metrics
 from agentplex.supervisor.output import Line
 from agentplex.supervisor.transcript import Transcript
@@ -57,17 +57,6 @@ class ChunkStream:
         """When the session last said or was told something (for the idle timeout)."""
         self.cli_session_id: str | None = None
 
-    async def replay(self, from_seq: int, limit: int) -> list[bytes]:
-        """Chunks from ``from_seq`` on, at most ``limit``: from memory, else from disk."""
-        found = self.history.from_memory(from_seq, limit)
-        if found is None:
-            found = await anyio.to_thread.run_sync(self.history.from_disk, from_seq, limit)
-        return found
-
-    def restore(self, seq: int, usage: Usage, cli_session_id: str | None) -> None:
-        """Continue numbering after ``seq`` (a session taken back after a daemon restart)."""
-        self.seq, self.usage, self.cli_session_id = seq, usage, cli_session_id
-
     def publish_lines(
         self,
         lines: list[Line],
@@ -77,7 +66,11 @@ class ChunkStream:
         stderr_tail: collections.deque[str],
     ) -> BatchOutcome:
         """Turn one read's lines into chunks through ``driver``; log, then publish them."""
-        payloads = []
+        if type(driver).parse is Driver.parse and self._publish_plain(lines, stream, turn):
+            if stream is Stream.STDERR:
+                stderr_tail.extend(line.decode() for line, _ in lines[-stderr_tail.maxlen :])
+            return BatchOutcome()
+        entries: list[Entry] = []
         results, permission = 0, None
         now = time.time()
         for raw, fragment in lines:
@@ -92,39 +85,75 @@ class ChunkStream:
             else:
                 datas = driver.parse(text, stream)
             for data in datas:
-                payloads.append(self._encode(data, stream, now, turn, b64))
+                entries.append(self._encode(data, stream, now, turn, b64))
                 b64 = None
                 results += data.kind is ChunkKind.RESULT
                 if data.kind is ChunkKind.PERMISSION_REQUEST and data.request_id:
                     permission = data.request_id
-        self._commit(payloads)
+        self._commit(entries)
         return BatchOutcome(results, permission)
+
+    def _publish_plain(self, lines: list[Line], stream: Stream, turn: int) -> bool:
+        """The fast path for plain lines (every line a ``text`` chunk): one batch message
+        for the whole read. False if a line needs the careful path (a cut line, bad UTF-8)."""
+        try:
+            texts = [line.decode() for line, fragment in lines if not fragment]
+        except UnicodeDecodeError:
+            return False
+        if len(texts) != len(lines):
+            return False
+        first, self.seq = self.seq + 1, self.seq + len(texts)
+        batch = ChunkBatch(
+            session_id=self.session_id,
+            first_seq=first,
+            last_seq=self.seq,
+            stream=stream,
+            kind=ChunkKind.TEXT,
+            texts=texts,
+            ts=time.time(),
+            turn=turn,
+        )
+        self._commit([(first, self.seq, encode(batch))])
+        return True
 
     def publish_one(self, data: ChunkData, turn: int) -> None:
         """Publish a chunk the daemon itself says (an error, a note about the turn)."""
         self._commit([self._encode(data, Stream.DAEMON, time.time(), turn, None)])
 
-    def _commit(self, payloads: list[bytes]) -> None:
-        if payloads:
+    def _commit(self, entries: list[Entry]) -> None:
+        if entries:
             self.last_activity = time.time()
             offset = self.transcript.size
+            payloads = [payload for _, _, payload in entries]
             self.transcript.write_lines(payloads)
-            self.history.record(self.seq - len(payloads) + 1, payloads, offset)
+            self.history.record(entries, offset)
             self.events.publish_chunks(self.session_id, payloads)
             self.metrics.chunks_published(
-                self.backend_id, len(payloads), self.transcript.size - offset
+                self.backend_id, entries[-1][1] - entries[0][0] + 1, self.transcript.size - offset
             )
+
+    async def replay(self, from_seq: int, limit: int) -> list[bytes]:
+        """Chunk messages from the one holding ``from_seq`` on, about ``limit`` chunks:
+        from memory, else from disk."""
+        found = self.history.from_memory(from_seq, limit)
+        if found is None:
+            found = await anyio.to_thread.run_sync(self.history.from_disk, from_seq, limit)
+        return found
+
+    def restore(self, seq: int, usage: Usage, cli_session_id: str | None) -> None:
+        """Continue numbering after ``seq`` (a session taken back after a daemon restart)."""
+        self.seq, self.usage, self.cli_session_id = seq, usage, cli_session_id
 
     def _encode(
         self, data: ChunkData, stream: Stream, now: float, turn: int, b64: str | None
-    ) -> bytes:
+    ) -> Entry:
         self.seq += 1
         if data.cli_session_id:
             self.cli_session_id = data.cli_session_id
         if data.kind is ChunkKind.RESULT and data.usage is not None:
             self.usage = _add_usage(self.usage, data.usage)
             self.metrics.turn_usage(self.backend_id, data.usage)
-        return encode(
+        payload = encode(
             Chunk(
                 session_id=self.session_id,
                 seq=self.seq,
@@ -144,6 +173,7 @@ class ChunkStream:
                 b64=b64,
             )
         )
+        return self.seq, self.seq, payload
 
 
 def _add_usage(total: Usage, turn: Usage) -> Usage:

@@ -18,7 +18,10 @@ import msgspec
 from agentplex.client.protocol import Footer
 
 INDEX_EVERY = 256
-"""Index one chunk in this many (its seq and its line's offset in the transcript)."""
+"""Index about one chunk in this many (its seq and its record's offset in the transcript)."""
+
+Entry = tuple[int, int, bytes]
+"""A logged chunk message: its first seq, its last seq (equal for a single chunk), its JSON."""
 
 
 class _Probe(msgspec.Struct):
@@ -26,6 +29,16 @@ class _Probe(msgspec.Struct):
 
     type: str = ""
     seq: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+
+    def seqs(self) -> tuple[int, int] | None:
+        """The range of seqs this record holds, if it holds chunks."""
+        if self.type == "agent.chunk":
+            return self.seq, self.seq
+        if self.type == "agent.chunks":
+            return self.first_seq, self.last_seq
+        return None
 
 
 _probe = msgspec.json.Decoder(_Probe).decode
@@ -37,7 +50,8 @@ class ChunkHistory:
 
     def __init__(self, transcript: Path, *, ring_chunks: int, ring_bytes: int) -> None:
         self.transcript = transcript
-        self._ring: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._ring: collections.deque[Entry] = collections.deque()
+        self._ring_chunks = 0
         self._ring_bytes = 0
         self._max_chunks = ring_chunks
         self._max_bytes = ring_bytes
@@ -46,54 +60,66 @@ class ChunkHistory:
         self.indexed = True
         """False for a session taken back from disk until its transcript has been scanned."""
 
-    def record(self, first_seq: int, payloads: list[bytes], offset: int) -> None:
-        """Remember a batch just appended to the transcript at ``offset``."""
-        seq = first_seq
-        for payload in payloads:
-            if seq % INDEX_EVERY == 1 or not self._index_seqs:
-                self._index_seqs.append(seq)
-                self._index_offsets.append(offset)
+    def record(self, entries: list[Entry], offset: int) -> None:
+        """Remember chunk messages just appended, one line each, to the transcript at ``offset``."""
+        for first, last, payload in entries:
+            self.index_line(first, last, offset)
             offset += len(payload) + 1
-            self._ring.append((seq, payload))
+            self._ring.append((first, last, payload))
+            self._ring_chunks += last - first + 1
             self._ring_bytes += len(payload)
-            seq += 1
         while self._ring and (
-            len(self._ring) > self._max_chunks or self._ring_bytes > self._max_bytes
+            self._ring_chunks > self._max_chunks or self._ring_bytes > self._max_bytes
         ):
-            self._ring_bytes -= len(self._ring.popleft()[1])
+            first, last, payload = self._ring.popleft()
+            self._ring_chunks -= last - first + 1
+            self._ring_bytes -= len(payload)
 
-    def index_line(self, seq: int, offset: int) -> None:
-        """Index a chunk found while scanning an existing transcript (after a restart)."""
-        if seq % INDEX_EVERY == 1 or not self._index_seqs:
-            self._index_seqs.append(seq)
+    def index_line(self, first: int, last: int, offset: int) -> None:
+        """Index a chunk record at ``offset`` if it crosses an index boundary."""
+        if not self._index_seqs or last >= self._index_seqs[-1] + INDEX_EVERY:
+            self._index_seqs.append(first)
             self._index_offsets.append(offset)
 
     def from_memory(self, from_seq: int, limit: int) -> list[bytes] | None:
-        """The chunks from ``from_seq`` if the ring still holds it, else None."""
+        """About ``limit`` chunks from the message holding ``from_seq``, if the ring still
+        holds it, else None."""
         if not self._ring or from_seq < self._ring[0][0]:
             return None
-        start = from_seq - self._ring[0][0]
-        return [payload for _, payload in list(self._ring)[start : start + limit]]
+        start = len(self._ring)
+        while start > 0 and self._ring[start - 1][1] >= from_seq:
+            start -= 1  # the reader is usually close behind: search from the newest
+        found: list[bytes] = []
+        count = 0
+        for i in range(start, len(self._ring)):
+            first, last, payload = self._ring[i]
+            found.append(payload)
+            count += last - max(first, from_seq) + 1
+            if count >= limit:
+                break
+        return found
 
     def from_disk(self, from_seq: int, limit: int) -> list[bytes]:
-        """Read chunks from ``from_seq`` out of the transcript (blocking: run in a thread)."""
+        """Read about ``limit`` chunks from ``from_seq`` out of the transcript (blocking)."""
         if not self.indexed:
             scan_transcript(self.transcript, self)
         at = bisect.bisect_right(self._index_seqs, from_seq) - 1
         offset = self._index_offsets[at] if at >= 0 else 0
-        found: list[bytes] = []
+        entries: list[Entry] = []
+        count = 0
         with open(self.transcript, "rb") as f:
             f.seek(offset)
             for line in f:
                 try:
-                    probe = _probe(line)
+                    seqs = _probe(line).seqs()
                 except msgspec.DecodeError:
                     continue
-                if probe.type == "agent.chunk" and probe.seq >= from_seq:
-                    found.append(line.rstrip(b"\n"))
-                    if len(found) >= limit:
+                if seqs is not None and seqs[1] >= from_seq:
+                    entries.append((seqs[0], seqs[1], line.rstrip(b"\n")))
+                    count += seqs[1] - max(seqs[0], from_seq) + 1
+                    if count >= limit:
                         break
-        return found
+        return [payload for _, _, payload in entries]
 
 
 @dataclass
@@ -120,9 +146,9 @@ def scan_transcript(path: Path, history: ChunkHistory) -> Scan:
             except msgspec.DecodeError:
                 scan.damaged_lines += 1
             else:
-                if probe.type == "agent.chunk":
-                    history.index_line(probe.seq, offset)
-                    scan.last_seq = max(scan.last_seq, probe.seq)
+                if (seqs := probe.seqs()) is not None:
+                    history.index_line(seqs[0], seqs[1], offset)
+                    scan.last_seq = max(scan.last_seq, seqs[1])
                 elif probe.type == "footer":
                     scan.footer = _decode_footer(line)
             offset += len(line)

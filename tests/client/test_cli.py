@@ -466,7 +466,7 @@ def test_logs_cat_prints_the_records_from_header_to_footer_of_an_ended_session(
     assert isinstance(first, p.Header) and (first.session_id, first.argv) == (sid, ["cat"])
     assert isinstance(last, p.Footer) and last.status is p.SessionStatus.TERMINATED
     assert p.MessageIn in {type(r) for r in records}
-    texts = [r.text for r in records if isinstance(r, p.Chunk)]
+    texts = [c.text for r in records if isinstance(r, p.Chunk | p.ChunkBatch) for c in p.expand(r)]
     assert texts == ["a line for the log"]
     assert records == list(read_records(Path(ok(shared, "logs", sid).strip())))
 

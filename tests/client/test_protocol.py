@@ -190,6 +190,17 @@ def test_topic_of_names_the_event_and_the_session_it_belongs_to(event: p.Event, 
 
 def test_a_chunks_topic_is_its_sessions_chunk_topic() -> None:
     assert p.topic_of(_chunk(SID)) == p.chunk_topic(SID) == p.CHUNK_TOPIC + SID.encode()
+    batch = p.ChunkBatch(
+        session_id=SID,
+        first_seq=7,
+        last_seq=8,
+        stream=p.Stream.STDOUT,
+        kind=p.ChunkKind.TEXT,
+        texts=["a", "b"],
+        ts=1.0,
+    )
+    assert p.topic_of(batch) == p.chunk_topic(SID)
+    assert [(c.seq, c.text) for c in p.expand(batch)] == [(7, "a"), (8, "b")]
 
 
 @settings(max_examples=150, deadline=None)
@@ -198,6 +209,8 @@ def test_every_topic_falls_under_exactly_the_prefix_of_its_family(event: p.Event
     topic = p.topic_of(event)
     tag = type(event).__struct_config__.tag
     assert isinstance(tag, str)
+    if isinstance(event, p.ChunkBatch):  # a batch rides its session's single-chunk topic
+        tag = "agent.chunk"
     assert topic == tag.encode() or topic.startswith(tag.encode() + b".")
     families = [
         prefix

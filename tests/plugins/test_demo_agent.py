@@ -53,8 +53,9 @@ class Run:
 
     @property
     def typed(self) -> str:
-        return "".join(e["event"]["delta"]["text"] for e in self.of_type("stream_event")
-                       if is_text_delta(e))
+        return "".join(
+            e["event"]["delta"]["text"] for e in self.of_type("stream_event") if is_text_delta(e)
+        )
 
 
 class LineReader:
@@ -94,15 +95,25 @@ def is_text_delta(line: JSON) -> bool:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "AGENTPLEX_DEMO_HOME": str(tmp_path / "demo"),
-            "AGENTPLEX_DEMO_DELAY": "0.001"}
+    return {
+        **os.environ,
+        "AGENTPLEX_DEMO_HOME": str(tmp_path / "demo"),
+        "AGENTPLEX_DEMO_DELAY": "0.001",
+    }
 
 
 def run(env: dict[str, str], prompt: str, *extra: str, flags: Iterable[str] = FLAGS) -> Run:
-    done = subprocess.run([*DEMO, "-p", prompt, *flags, *extra], env=env, capture_output=True,
-                          text=True, timeout=TIMEOUT, check=False)
-    return Run(done.returncode, [json.loads(line) for line in done.stdout.splitlines()],
-               done.stderr)
+    done = subprocess.run(
+        [*DEMO, "-p", prompt, *flags, *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    return Run(
+        done.returncode, [json.loads(line) for line in done.stdout.splitlines()], done.stderr
+    )
 
 
 # --------------------------------------------------------------------------- the agent
@@ -150,8 +161,13 @@ def test_resuming_an_unknown_conversation_fails_like_claude(env: dict[str, str])
 
 
 def test_sigint_mid_stream_ends_the_turn_gracefully(env: dict[str, str]) -> None:
-    with subprocess.Popen([*DEMO, "-p", "go SLOW please", *FLAGS], env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+    with subprocess.Popen(
+        [*DEMO, "-p", "go SLOW please", *FLAGS],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    ) as proc:
         assert proc.stdout is not None
         reader = LineReader(proc.stdout)
         try:
@@ -208,8 +224,14 @@ def test_a_prompt_may_look_like_a_flag(env: dict[str, str]) -> None:
 
 
 def test_an_empty_prompt_is_refused(env: dict[str, str]) -> None:
-    turn = subprocess.run([*DEMO, "-p", "", *FLAGS], env=env, capture_output=True, text=True,
-                          timeout=TIMEOUT, check=False)
+    turn = subprocess.run(
+        [*DEMO, "-p", "", *FLAGS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
     assert turn.returncode == 2
     assert turn.stdout == ""
 
@@ -219,15 +241,27 @@ def test_an_empty_prompt_is_refused(env: dict[str, str]) -> None:
 
 @pytest.fixture
 def spec(tmp_path: Path) -> SessionSpec:
-    return SessionSpec(session_id="s1", cwd=tmp_path, scratch_dir=tmp_path / "scratch",
-                       env={"AGENTPLEX_DEMO_DELAY": "0.001"})
+    return SessionSpec(
+        session_id="s1",
+        cwd=tmp_path,
+        scratch_dir=tmp_path / "scratch",
+        env={"AGENTPLEX_DEMO_DELAY": "0.001"},
+    )
 
 
-def run_backend_turn(backend: Backend, spec: SessionSpec, message: str,
-                     resume_id: str | None = None) -> list[ChunkData]:
+def run_backend_turn(
+    backend: Backend, spec: SessionSpec, message: str, resume_id: str | None = None
+) -> list[ChunkData]:
     env = {**os.environ, **backend.environment(spec)}
-    done = subprocess.run(backend.argv(spec, message, resume_id), env=env, cwd=spec.cwd,
-                          capture_output=True, text=True, timeout=TIMEOUT, check=True)
+    done = subprocess.run(
+        backend.argv(spec, message, resume_id),
+        env=env,
+        cwd=spec.cwd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
     parser = backend.driver(spec)
     return [c for line in done.stdout.splitlines() for c in parser.parse(line, Stream.STDOUT)]
 

@@ -92,19 +92,36 @@ def parse(line: str, stream: Stream = Stream.STDOUT) -> list[ChunkData]:
 
 
 def stream_event(event: dict[str, object]) -> str:
-    return json.dumps({"type": "stream_event", "event": event, "session_id": SID,
-                       "parent_tool_use_id": None, "uuid": "…"})
+    return json.dumps(
+        {
+            "type": "stream_event",
+            "event": event,
+            "session_id": SID,
+            "parent_tool_use_id": None,
+            "uuid": "…",
+        }
+    )
 
 
 def test_init_is_a_system_chunk_with_model_and_session() -> None:
-    assert parse(INIT) == [ChunkData(ChunkKind.SYSTEM, "init: model claude-opus-4-8[1m]",
-                                     cli_session_id=SID, model="claude-opus-4-8[1m]")]
+    assert parse(INIT) == [
+        ChunkData(
+            ChunkKind.SYSTEM,
+            "init: model claude-opus-4-8[1m]",
+            cli_session_id=SID,
+            model="claude-opus-4-8[1m]",
+        )
+    ]
 
 
 def test_assistant_text_block_is_a_full_text_chunk() -> None:
     [chunk] = parse(ASSISTANT_TEXT)
-    assert chunk == ChunkData(ChunkKind.TEXT, "Hello from fake Anthropic! You said: say hello "
-                              "(turn 1)", partial=False, cli_session_id=SID)
+    assert chunk == ChunkData(
+        ChunkKind.TEXT,
+        "Hello from fake Anthropic! You said: say hello (turn 1)",
+        partial=False,
+        cli_session_id=SID,
+    )
 
 
 def test_result_carries_text_and_usage() -> None:
@@ -113,8 +130,9 @@ def test_result_carries_text_and_usage() -> None:
     assert chunk.text == "Hello from fake Anthropic! You said: say hello (turn 1)"
     assert not chunk.is_error
     assert chunk.cli_session_id == SID
-    assert chunk.usage == Usage(input_tokens=1668, output_tokens=21, cached_tokens=0,
-                                cost_usd=0.008865, duration_ms=182)
+    assert chunk.usage == Usage(
+        input_tokens=1668, output_tokens=21, cached_tokens=0, cost_usd=0.008865, duration_ms=182
+    )
 
 
 def test_cached_tokens_add_cache_reads_and_cache_creation() -> None:
@@ -158,7 +176,9 @@ def test_permission_request_from_can_use_tool() -> None:
 def test_api_error_is_a_result_with_is_error() -> None:
     retry, text, result = parse(API_RETRY), parse(SYNTHETIC_ERROR), parse(RESULT_API_ERROR)
     assert [c.kind for c in retry + text + result] == [
-        ChunkKind.SYSTEM, ChunkKind.TEXT, ChunkKind.RESULT
+        ChunkKind.SYSTEM,
+        ChunkKind.TEXT,
+        ChunkKind.RESULT,
     ]
     assert "500" in retry[0].text
     assert result[0].is_error
@@ -179,10 +199,16 @@ def test_error_result_without_text_shows_the_errors() -> None:
 
 
 def test_text_and_thinking_deltas_are_partial() -> None:
-    text = {"type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": "Hel"}}
-    thinking = {"type": "content_block_delta", "index": 0,
-                "delta": {"type": "thinking_delta", "thinking": "hmm"}}
+    text = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": "Hel"},
+    }
+    thinking = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "thinking_delta", "thinking": "hmm"},
+    }
     assert parse(stream_event(text)) == [
         ChunkData(ChunkKind.TEXT, "Hel", partial=True, cli_session_id=SID)
     ]
@@ -195,11 +221,17 @@ def test_other_stream_events_yield_nothing() -> None:
     events: list[dict[str, object]] = [
         {"type": "message_start", "message": {"id": "m", "content": []}},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        {"type": "content_block_delta", "index": 1,
-         "delta": {"type": "input_json_delta", "partial_json": '{"comm'}},
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": '{"comm'},
+        },
         {"type": "content_block_stop", "index": 0},
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-         "usage": {"output_tokens": 3}},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": 3},
+        },
         {"type": "message_stop"},
     ]
     assert [parse(stream_event(e)) for e in events] == [[]] * len(events)
@@ -236,8 +268,9 @@ def test_a_failed_control_response_is_an_error() -> None:
         '"error":"no turn is running"}}'
     )
     assert parse(line) == [
-        ChunkData(ChunkKind.ERROR, "control_response: error ctl-2: no turn is running",
-                  is_error=True)
+        ChunkData(
+            ChunkKind.ERROR, "control_response: error ctl-2: no turn is running", is_error=True
+        )
     ]
 
 
@@ -267,14 +300,28 @@ def test_tool_summary_is_one_short_line() -> None:
 # --------------------------------------------------------------------------- never raises
 
 _TYPES = st.sampled_from(
-    ["system", "stream_event", "assistant", "user", "result", "control_request",
-     "control_response", "control_cancel_request", "other"]
+    [
+        "system",
+        "stream_event",
+        "assistant",
+        "user",
+        "result",
+        "control_request",
+        "control_response",
+        "control_cancel_request",
+        "other",
+    ]
 )
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(string.ascii_lowercase + "_", max_size=12), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(string.ascii_lowercase + "_", max_size=12), children, max_size=5)
+    ),
     max_leaves=20,
 )
 _TEXT = st.one_of(st.text(), st.text(), st.text(), st.text(), st.none(), _JSON)
@@ -282,9 +329,14 @@ _TEXT = st.one_of(st.text(), st.text(), st.text(), st.text(), st.none(), _JSON)
 _NUMBER = st.one_of(st.integers(0, 10**6), st.integers(0, 10**6), st.floats(0, 10.0), _JSON)
 _BLOCK = st.fixed_dictionaries(
     {"type": st.sampled_from(["text", "thinking", "tool_use", "tool_result", "image", ""])},
-    optional={"text": _TEXT, "thinking": _TEXT, "name": _TEXT, "input": _JSON,
-              "content": _TEXT | st.lists(st.fixed_dictionaries({"type": _TEXT, "text": _TEXT})),
-              "is_error": st.booleans() | st.booleans() | _JSON},
+    optional={
+        "text": _TEXT,
+        "thinking": _TEXT,
+        "name": _TEXT,
+        "input": _JSON,
+        "content": _TEXT | st.lists(st.fixed_dictionaries({"type": _TEXT, "text": _TEXT})),
+        "is_error": st.booleans() | st.booleans() | _JSON,
+    },
 )
 _MESSAGE = st.fixed_dictionaries(
     {}, optional={"content": st.lists(_BLOCK, max_size=3) | _TEXT, "model": _TEXT}
@@ -298,20 +350,33 @@ _LINE = st.fixed_dictionaries(
         "message": _MESSAGE | _JSON,
         "event": st.fixed_dictionaries(
             {"type": st.sampled_from(["content_block_delta", "message_start"])},
-            optional={"delta": st.fixed_dictionaries(
-                {"type": st.sampled_from(["text_delta", "thinking_delta", "x"])},
-                optional={"text": _TEXT, "thinking": _TEXT})},
-        ) | _JSON,
+            optional={
+                "delta": st.fixed_dictionaries(
+                    {"type": st.sampled_from(["text_delta", "thinking_delta", "x"])},
+                    optional={"text": _TEXT, "thinking": _TEXT},
+                )
+            },
+        )
+        | _JSON,
         "request_id": _TEXT,
         "response": st.fixed_dictionaries(
-            {}, optional={"subtype": _TEXT, "request_id": _TEXT, "error": _TEXT}) | _JSON,
+            {}, optional={"subtype": _TEXT, "request_id": _TEXT, "error": _TEXT}
+        )
+        | _JSON,
         "request": st.fixed_dictionaries(
             {"subtype": st.sampled_from(["can_use_tool", "interrupt"])},
-            optional={"tool_name": _TEXT, "input": _JSON}) | _JSON,
-        "result": _TEXT, "errors": st.lists(_TEXT) | _JSON, "is_error": st.booleans() | _JSON,
-        "usage": st.dictionaries(st.sampled_from(["input_tokens", "output_tokens",
-                                                  "cache_read_input_tokens"]), _NUMBER) | _JSON,
-        "total_cost_usd": _NUMBER, "duration_ms": _NUMBER,
+            optional={"tool_name": _TEXT, "input": _JSON},
+        )
+        | _JSON,
+        "result": _TEXT,
+        "errors": st.lists(_TEXT) | _JSON,
+        "is_error": st.booleans() | _JSON,
+        "usage": st.dictionaries(
+            st.sampled_from(["input_tokens", "output_tokens", "cache_read_input_tokens"]), _NUMBER
+        )
+        | _JSON,
+        "total_cost_usd": _NUMBER,
+        "duration_ms": _NUMBER,
     },
 )
 

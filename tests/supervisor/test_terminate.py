@@ -72,16 +72,17 @@ def test_terminate_twice_returns_the_ended_session(daemon: DaemonProcess, client
     assert again.session.status is p.SessionStatus.TERMINATED
 
 
-
 def test_a_turn_ends_the_processes_its_agent_left_running(client: Client) -> None:
     with client.subscribe(p.CHUNK_TOPIC, p.SESSION_TOPIC) as events:
         info = client.start("demo", "BACKGROUND please")
         result = next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
         next_event(
             events,
-            lambda e: isinstance(e, p.StatusChanged)
-            and e.session_id == info.id
-            and e.status is p.SessionStatus.IDLE,
+            lambda e: (
+                isinstance(e, p.StatusChanged)
+                and e.session_id == info.id
+                and e.status is p.SessionStatus.IDLE
+            ),
         )
     left = int(result.text.split("background=")[1].split()[0])  # type: ignore[union-attr]
     assert not psutil.pid_exists(left) or psutil.Process(left).status() == psutil.STATUS_ZOMBIE
