@@ -56,7 +56,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Resident memory of all a session's processes together (0: no limit)."""
     max_processes: int = 512
     """Processes a session may have at once: stops fork bombs (0: no limit)."""
-    limit_interval: float = 1.0
+    limit_interval: float = 2.0
     """How often the limits are checked."""
     turn_timeout: float = 1800.0
     """Longest a turn-based agent process may run; then it is stopped and the turn fails
