@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from agentplex.client.errors import AgentplexError, DaemonNotRunning
+from agentplex.client.errors import AgentplexError, ConfigError, DaemonNotRunning
 from agentplex.client.paths import (
     RuntimePaths,
     default_runtime_dir,
@@ -75,7 +75,7 @@ def _config(path: str | None) -> Iterator[Check]:
 
     try:
         resolved = config_file.load(path)
-    except config_file.ConfigError as exc:
+    except ConfigError as exc:
         yield Check("fail", "config", exc.message, "correct the file (see: agentplex config show)")
         return
     config_file.export_to_environment(resolved)

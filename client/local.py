@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from agentplex.client.async_client import check_daemon_running
-from agentplex.client.errors import AgentplexError, DaemonNotRunning
+from agentplex.client.errors import AgentplexError, ConfigError, DaemonNotRunning
 from agentplex.client.paths import RuntimePaths, default_runtime_dir
 from agentplex.client.protocol import ChunkKind
 from agentplex.client.render import ChunkPrinter
@@ -45,7 +45,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     }
     try:
         resolved = config_file.load(getattr(args, "config", None), flags=flags)
-    except config_file.ConfigError as exc:
+    except ConfigError as exc:
         print(f"agentplex daemon: {exc.message}", file=sys.stderr)
         return exc.exit_code
     config_file.export_to_environment(resolved)

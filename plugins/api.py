@@ -136,13 +136,23 @@ class Located:
 
 @runtime_checkable
 class Backend(Protocol):
-    """A backend plugin."""
+    """A backend plugin. Plain class attributes satisfy the read-only members."""
 
-    id: str
-    modes: tuple[BackendMode, ...]
-    """The modes it supports; the first is the default."""
-    description: str
-    capabilities: Capabilities
+    @property
+    def id(self) -> str:
+        """The id sessions name it by."""
+        ...
+
+    @property
+    def modes(self) -> tuple[BackendMode, ...]:
+        """The modes it supports; the first is the default."""
+        ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     def locate(self) -> Located:
         """Find the CLI this backend runs (no process is started; cheap)."""

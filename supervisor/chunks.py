@@ -68,7 +68,8 @@ class ChunkStream:
         """Turn one read's lines into chunks through ``driver``; log, then publish them."""
         if type(driver).parse is Driver.parse and self._publish_plain(lines, stream, turn):
             if stream is Stream.STDERR:
-                stderr_tail.extend(line.decode() for line, _ in lines[-stderr_tail.maxlen :])
+                tail = lines[-(stderr_tail.maxlen or len(lines)) :]
+                stderr_tail.extend(line.decode() for line, _ in tail)
             return BatchOutcome()
         entries: list[Entry] = []
         results, permission = 0, None
