@@ -77,6 +77,7 @@ class Server:
             manager = self._manager(publisher, tg)
             await self._recover(manager)
             tg.start_soon(self.table.run, self._records)
+            tg.start_soon(publisher.run)
             watch = LimitWatch(self.config, tg, publisher.list_changed)
             tg.start_soon(watch.run, self.registry.__iter__)
             await tg.start(ControlServer(control, manager, self.info).serve)

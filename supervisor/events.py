@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+import anyio
 import zmq
 
 from agentplex.client.protocol import (
@@ -24,6 +25,8 @@ from agentplex.client.protocol import (
 )
 
 Snapshot = Callable[[], tuple[list[SessionInfo], str | None]]
+LIST_INTERVAL = 0.05
+"""Seconds between two ``session.list_changed`` events at most."""
 """Returns every session's info and the active session id."""
 
 
@@ -34,6 +37,7 @@ class EventPublisher:
     def __init__(self, socket: zmq.Socket[bytes], snapshot: Snapshot) -> None:
         self._socket = socket
         self._snapshot = snapshot
+        self._list_dirty = anyio.Event()
 
     def publish(self, event: Event) -> None:
         """Send one event under its topic."""
@@ -64,8 +68,18 @@ class EventPublisher:
         self.publish(ActiveChanged(session_id=session_id))
 
     def list_changed(self) -> None:
-        sessions, active = self._snapshot()
-        self.publish(SessionListChanged(sessions=sessions, active=active))
+        """Note that the session list changed; :meth:`run` publishes it soon, once for a
+        burst of changes (every event of a burst would otherwise carry every session)."""
+        self._list_dirty.set()
+
+    async def run(self) -> None:
+        """Publish ``session.list_changed`` at most every LIST_INTERVAL, until cancelled."""
+        while True:
+            await self._list_dirty.wait()
+            self._list_dirty = anyio.Event()
+            sessions, active = self._snapshot()
+            self.publish(SessionListChanged(sessions=sessions, active=active))
+            await anyio.sleep(LIST_INTERVAL)
 
     def heartbeat(self, pid: int, sessions: int) -> None:
         self.publish(Heartbeat(pid=pid, ts=time.time(), sessions=sessions))

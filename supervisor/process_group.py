@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from agentplex.supervisor import _linux
+from agentplex.supervisor.resources import descendants, process_table
 
 SESSION_MARKER = "AGENTPLEX_SESSION_ID"
 """Set in every session process's environment, so descendants that left the process
@@ -77,6 +78,10 @@ class ChildReaper:
     def watch(self, child: Child) -> None:
         """Track ``child``; call before the next ``await`` after spawning it."""
         self._children[child.pid] = child
+
+    def watched(self) -> set[int]:
+        """The pids of the children being watched: every session's running leader."""
+        return set(self._children)
 
     def reap_now(self) -> None:
         """Collect every exited child without blocking."""
@@ -164,37 +169,23 @@ def signal_group(pgid: int, sig: signal.Signals) -> bool:
     return True
 
 
-def session_processes(session_id: str, pgid: int | None) -> list[psutil.Process]:
-    """Every live process of a session: in its process group or carrying its marker.
+def session_processes(
+    session_id: str, pgid: int | None, other_groups: Container[int] = ()
+) -> list[int]:
+    """The pids of every live process of a session: in its process group or carrying its
+    marker.
 
-    Only the daemon's descendants are looked at: as a subreaper it is the ancestor of
-    every process any session ever started.
+    Only the daemon's descendants are looked at: as a subreaper it is the ancestor of every
+    process any session ever started. A process in ``other_groups`` (other sessions' process
+    groups) is not read further; only strays that left every group have their marker read.
     """
-    return find_session_processes([(session_id, pgid)]).get(session_id, [])
-
-
-def find_session_processes(
-    sessions: Iterable[tuple[str, int | None]],
-) -> dict[str, list[psutil.Process]]:
-    """One scan of the daemon's descendants, grouped by session (by pgid or marker)."""
-    by_pgid = {pgid: sid for sid, pgid in sessions if pgid is not None}
-    wanted = {sid for sid, _ in sessions}
-    found: dict[str, list[psutil.Process]] = {}
-    for proc in psutil.Process().children(recursive=True):
-        sid = _session_of(proc, by_pgid)
-        if sid in wanted:
-            found.setdefault(sid, []).append(proc)
+    stats = process_table()
+    found = []
+    for pid in descendants(os.getpid(), stats):
+        group = stats[pid].pgid
+        if group == pgid or (group not in other_groups and session_marker_of(pid) == session_id):
+            found.append(pid)
     return found
-
-
-def _session_of(proc: psutil.Process, by_pgid: Mapping[int, str]) -> str | None:
-    try:
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        sid = by_pgid.get(os.getpgid(proc.pid))
-    except (psutil.NoSuchProcess, ProcessLookupError):
-        return None
-    return sid if sid is not None else session_marker_of(proc.pid)
 
 
 def session_marker_of(pid: int) -> str | None:
@@ -218,18 +209,22 @@ async def kill_tree(session_id: str, pgid: int | None, grace: float, reaper: Chi
     returns whether SIGKILL was needed. All collected zombies are reaped before return.
     """
     escalated = False
+    if pgid is not None:  # usually the whole session: stop it before looking for strays
+        escalated = await _stop([pgid], pgid, grace)
+        reaper.reap_now()
+    other_groups = reaper.watched() - {pgid}
     for _round in range(5):
-        procs = session_processes(session_id, pgid)
-        if not procs:
+        pids = session_processes(session_id, pgid, other_groups)
+        if not pids:
             break
-        escalated |= await _stop(procs, pgid, grace)
+        escalated |= await _stop(pids, pgid, grace)
         reaper.reap_now()
     reaper.reap_now()
     return escalated
 
 
-async def _stop(procs: list[psutil.Process], pgid: int | None, grace: float) -> bool:
-    pidfds = _open_pidfds(procs)
+async def _stop(pids: list[int], pgid: int | None, grace: float) -> bool:
+    pidfds = _open_pidfds(pids)
     try:
         for sig in (signal.SIGTERM, signal.SIGCONT):
             if pgid is not None:
@@ -248,11 +243,11 @@ async def _stop(procs: list[psutil.Process], pgid: int | None, grace: float) -> 
             os.close(fd)
 
 
-def _open_pidfds(procs: Iterable[psutil.Process]) -> dict[int, int]:
+def _open_pidfds(pids: Iterable[int]) -> dict[int, int]:
     pidfds = {}
-    for proc in procs:
+    for pid in pids:
         try:
-            pidfds[proc.pid] = os.pidfd_open(proc.pid)
+            pidfds[pid] = os.pidfd_open(pid)
         except ProcessLookupError:
             continue
     return pidfds

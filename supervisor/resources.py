@@ -30,7 +30,9 @@ class TreeUsage:
 
 
 @dataclass(frozen=True, slots=True)
-class _Stat:
+class ProcessStat:
+    """What ``/proc/<pid>/stat`` says of one live process."""
+
     ppid: int
     pgid: int
     cpu_ticks: int
@@ -55,7 +57,7 @@ class TreeSampler:
         ``subreaper``: the daemon's pid. Orphans re-parented to it still belong to the
         tree whose process group they are in.
         """
-        stats = _read_all()
+        stats = process_table()
         now = time.monotonic()
         elapsed = max(now - self._previous_at, 1e-6)
         members = _members(roots, stats, subreaper)
@@ -64,7 +66,9 @@ class TreeSampler:
         self._previous_at = now
         return usage
 
-    def _measure(self, pids: list[int], stats: Mapping[int, _Stat], elapsed: float) -> TreeUsage:
+    def _measure(
+        self, pids: list[int], stats: Mapping[int, ProcessStat], elapsed: float
+    ) -> TreeUsage:
         rss = ticks = 0
         for pid in pids:
             stat = stats[pid]
@@ -76,7 +80,8 @@ class TreeSampler:
         return TreeUsage(rss_bytes=rss, cpu_percent=round(cpu, 1), processes=len(pids))
 
 
-def _read_all() -> dict[int, _Stat]:
+def process_table() -> dict[int, ProcessStat]:
+    """Every live (not zombie) process on the machine, one read of /proc/<pid>/stat each."""
     stats = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -86,7 +91,7 @@ def _read_all() -> dict[int, _Stat]:
     return stats
 
 
-def _read(pid: int) -> _Stat | None:
+def _read(pid: int) -> ProcessStat | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -96,7 +101,7 @@ def _read(pid: int) -> _Stat | None:
     fields = data[data.rfind(b")") + 2 :].split()
     if fields[0] == b"Z":  # a zombie has ended: it counts for nothing
         return None
-    return _Stat(
+    return ProcessStat(
         ppid=int(fields[1]),
         pgid=int(fields[2]),
         cpu_ticks=int(fields[11]) + int(fields[12]),
@@ -106,11 +111,9 @@ def _read(pid: int) -> _Stat | None:
 
 
 def _members(
-    roots: Mapping[str, int], stats: Mapping[int, _Stat], subreaper: int | None
+    roots: Mapping[str, int], stats: Mapping[int, ProcessStat], subreaper: int | None
 ) -> dict[str, list[int]]:
-    children: defaultdict[int, list[int]] = defaultdict(list)
-    for pid, stat in stats.items():
-        children[stat.ppid].append(pid)
+    children = children_of(stats)
     by_group = {pid: key for key, pid in roots.items()}
     orphans: defaultdict[str, list[int]] = defaultdict(list)
     for pid in children.get(subreaper, []) if subreaper else []:
@@ -120,8 +123,21 @@ def _members(
     return {key: _tree([root, *orphans[key]], children, stats) for key, root in roots.items()}
 
 
+def children_of(stats: Mapping[int, ProcessStat]) -> dict[int, list[int]]:
+    """Each pid's children, from a process table."""
+    children: defaultdict[int, list[int]] = defaultdict(list)
+    for pid, stat in stats.items():
+        children[stat.ppid].append(pid)
+    return children
+
+
+def descendants(root: int, stats: Mapping[int, ProcessStat]) -> list[int]:
+    """Every live descendant of ``root`` (not ``root`` itself)."""
+    return _tree([root], children_of(stats), stats)[1:] if root in stats else []
+
+
 def _tree(
-    starts: list[int], children: Mapping[int, list[int]], stats: Mapping[int, _Stat]
+    starts: list[int], children: Mapping[int, list[int]], stats: Mapping[int, ProcessStat]
 ) -> list[int]:
     found, stack = [], [pid for pid in starts if pid in stats]
     visited: set[int] = set()
