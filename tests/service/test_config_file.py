@@ -12,17 +12,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from agentplex.client.errors import EXIT_CONFIG
+from agentplex.client.errors import EXIT_CONFIG, ConfigError
 from agentplex.supervisor.config import Config
-from agentplex.supervisor.config_file import (
-    EXPLICIT_KEYS,
-    KEYS,
-    NOT_KEYS,
-    ConfigError,
-    daemon_section,
-    export_to_environment,
-    load,
-)
+from agentplex.supervisor.config_file import export_to_environment, load
+from agentplex.supervisor.config_schema import EXPLICIT_KEYS, KEYS, NOT_KEYS, daemon_section
 
 
 def write(tmp_path: Path, text: str) -> Path:
