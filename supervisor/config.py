@@ -65,6 +65,9 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     replay_ring_bytes: int = 1 << 20
     """Per session, the newest chunks kept in memory for replay (the rest is read from
     the transcript)."""
+    agents_outlive_daemon: bool = False
+    """Let agents run on if the daemon dies (a restarted daemon re-adopts them); by default
+    they get SIGKILL with it, so nothing runs unowned."""
     stop_turn_leftovers: bool = True
     """End whatever a turn-based agent's process left running when its turn ends."""
     pub_high_water_mark: int = 10_000

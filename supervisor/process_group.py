@@ -115,12 +115,14 @@ def spawn(
     env: Mapping[str, str],
     with_stdin: bool,
     reaper: ChildReaper,
+    die_with_daemon: bool = True,
 ) -> Child:
     """Start ``argv`` as the leader of a new session and process group.
 
     Its stdout and stderr are non-blocking pipes the caller reads; stdin is a pipe when
-    ``with_stdin``, else /dev/null (some CLIs wait on an open stdin). The child gets
-    SIGKILL if the daemon dies, so no agent outlives its supervisor unowned.
+    ``with_stdin``, else /dev/null (some CLIs wait on an open stdin). With
+    ``die_with_daemon`` the child gets SIGKILL if the daemon dies, so no agent outlives its
+    supervisor unowned; without, a restarted daemon re-adopts it.
     """
     daemon_pid = os.getpid()
     process = subprocess.Popen(
@@ -131,7 +133,7 @@ def spawn(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        preexec_fn=lambda: _linux.die_with_parent(daemon_pid),
+        preexec_fn=(lambda: _linux.die_with_parent(daemon_pid)) if die_with_daemon else None,
     )
     # The reaper owns waiting; detach the Popen object so it never waits or warns.
     process.returncode = 0

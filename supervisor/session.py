@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -83,6 +84,9 @@ class Session:
         self.turns = 0
         self.exit_code: int | None = None
         self.ended_reason: str | None = None
+        self.adopted_pid: int | None = None
+        """The agent's pid when it was taken back, alive, after a daemon restart."""
+        self._adopted_started_at: float | None = None
         self.resources: TreeUsage | None = None
         """The latest sample of its processes' memory and CPU (see limits.LimitWatch)."""
         self.transcript = transcript
@@ -120,7 +124,7 @@ class Session:
     @property
     def pid_started_at(self) -> float | None:
         """The running process's start time: with its pid, proof it is still the same one."""
-        return self._process.child.started_at if self._process else None
+        return self._process.child.started_at if self._process else self._adopted_started_at
 
     def info(self) -> SessionInfo:
         """A snapshot for ``list`` and events."""
@@ -137,7 +141,7 @@ class Session:
             cpu_percent=self.resources.cpu_percent if self.resources else None,
             mode=self.spec.mode.value,
             model=self.spec.model,
-            pid=self._process.child.pid if self._process else None,
+            pid=self._process.child.pid if self._process else self.adopted_pid,
             cli_session_id=self.chunks.cli_session_id,
             turns=self.turns,
             chunks=self.chunks.seq,
@@ -152,8 +156,26 @@ class Session:
         """Own the session's tasks until it has ended."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            if self.adopted_pid is not None:
+                tg.start_soon(self._watch_adopted, self.adopted_pid)
             task_status.started()
             await self._ended.wait()
+
+    async def _watch_adopted(self, pid: int) -> None:
+        """Follow a process taken back after a restart (not our child: its output is lost
+        with the old daemon's pipes; its end is still seen, through a pidfd)."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pidfd = None
+        if pidfd is not None:
+            try:
+                await anyio.wait_readable(pidfd)
+            finally:
+                os.close(pidfd)
+        if not self._terminating:
+            self.adopted_pid = None
+            self._finish(SessionStatus.EXITED, "re-adopted agent process ended")
 
     def begin(self, prompt: str | None) -> None:
         """Start the agent: the first turn, or the long-lived process (then the prompt)."""
@@ -200,6 +222,9 @@ class Session:
         self.status = status
         if status.ended:
             self._ended.set()
+        elif status is not SessionStatus.INTERRUPTED:
+            self.adopted_pid = record.info.pid
+            self._adopted_started_at = record.pid_started_at
 
     @property
     def finished_streaming(self) -> bool:
@@ -224,7 +249,7 @@ class Session:
             return False
         self._terminating = True
         self._pending.clear()
-        pgid = self._process.child.pid if self._process else None
+        pgid = self._process.child.pid if self._process else self.adopted_pid
         escalated = await kill_tree(self.id, pgid, grace, self._context.reaper)
         await self._process_done.wait()
         self._finish(SessionStatus.TERMINATED, reason)
@@ -263,6 +288,7 @@ class Session:
                 env=self._env,
                 with_stdin=with_stdin,
                 reaper=self._context.reaper,
+                die_with_daemon=not self._context.config.agents_outlive_daemon,
             )
         except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -141,3 +141,27 @@ def test_a_follow_begun_while_the_daemon_is_down_completes_once_it_is_back(
     finally:
         for again in restarted:
             assert again.stop() == 0
+
+
+def test_an_agent_configured_to_outlive_the_daemon_is_re_adopted_after_a_crash(
+    short_tmp: Path,
+) -> None:
+    outlive = {"AGENTPLEX_AGENTS_OUTLIVE_DAEMON": "true"}
+    daemon = start_daemon(short_tmp, env=outlive)
+    with daemon.client() as client:
+        info = client.start("exec", argv=["sleep", "300"], tag="outlive")
+    _crash(daemon)
+    assert _alive(info.pid)  # type: ignore[arg-type]
+
+    restarted = start_daemon(short_tmp, env=outlive)
+    try:
+        with restarted.client() as client:
+            again = client.inspect(info.id)
+            assert (again.status, again.pid) == (p.SessionStatus.RUNNING, info.pid)
+            reply = client.terminate(info.id, grace=2)
+            assert reply.session.status is p.SessionStatus.TERMINATED
+        assert not _alive(info.pid)  # type: ignore[arg-type]
+        recovered = [r for r in read_records(info.transcript) if isinstance(r, p.Recovered)]
+        assert recovered[0].status is p.SessionStatus.RUNNING
+    finally:
+        assert restarted.stop() == 0
