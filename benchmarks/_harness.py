@@ -247,6 +247,25 @@ def main(
     return 0
 
 
+def run_in_turns(
+    report: Report,
+    labels: list[str],
+    chosen: Sequence[tuple[str, Callable[[Any], dict[str, Any]]]],
+    workload: Any,
+    runs: int,
+    what: str,
+) -> None:
+    """Run each system ``runs`` times, the systems taking turns (so a disturbance on the
+    machine hits them alike), and add each system's runs to ``report``."""
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in chosen}
+    for i in range(runs):
+        for name, run in chosen:
+            log(f"{what} {name} run {i + 1}/{runs}")
+            results[name].append(run(workload))
+    for name, _ in chosen:
+        report.add([name, *labels], results[name])
+
+
 def log(message: str) -> None:
     """Progress on stderr (the table goes to stdout)."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

@@ -31,9 +31,9 @@ from _harness import (
     Options,
     Report,
     fixed,
-    log,
     main,
     percentile,
+    run_in_turns,
     runs_text,
     start_exec,
     subscriber,
@@ -179,14 +179,7 @@ def measure(options: Options) -> Report:
             Measure("lost", "lost", fixed(0)),
         ],
     )
-    chosen = systems(options)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in chosen}
-    for i in range(options.runs):
-        for name, run in chosen:
-            log(f"latency {name} run {i + 1}/{options.runs}")
-            runs[name].append(run(workload))
-    for name, _ in chosen:
-        report.add([name], runs[name])
+    run_in_turns(report, [], systems(options), workload, options.runs, "latency")
     report.notes += skipped_peers(options)
     return report
 

@@ -40,9 +40,9 @@ from _harness import (
     Report,
     count_descendants,
     fixed,
-    log,
     main,
     percentile,
+    run_in_turns,
     runs_text,
     start_exec,
     subscriber,
@@ -233,14 +233,7 @@ def measure(options: Options) -> Report:
             Measure("unreported", "unreported", fixed(0)),
         ],
     )
-    chosen = systems(options)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in chosen}
-    for i in range(options.runs):
-        for name, run in chosen:
-            log(f"lifecycle {name} run {i + 1}/{options.runs}")
-            runs[name].append(run(n))
-    for name, _ in chosen:
-        report.add([name], runs[name])
+    run_in_turns(report, [], systems(options), n, options.runs, "lifecycle")
     report.notes += skipped_peers(options)
     return report
 

@@ -47,6 +47,7 @@ from _harness import (
     fixed,
     log,
     main,
+    run_in_turns,
     runs_text,
     start_exec,
     subscriber,
@@ -247,13 +248,8 @@ def measure(options: Options) -> Report:
     for n in counts:
         for writer in ("lines", "blocks"):
             workload = Workload(n, writer, total // n)
-            runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in chosen}
-            for i in range(options.runs):
-                for name, run in chosen:
-                    log(f"throughput {name} N={n} {writer} run {i + 1}/{options.runs}")
-                    runs[name].append(run(workload))
-            for name, _ in chosen:
-                report.add([name, str(n), writer], runs[name])
+            what = f"throughput N={n} {writer}"
+            run_in_turns(report, [str(n), writer], chosen, workload, options.runs, what)
     zmq_runs = []
     for i in range(options.runs):
         log(f"throughput bare PUB->SUB run {i + 1}/{options.runs}")
