@@ -34,7 +34,7 @@ from agentplex.supervisor.recovery import restore_sessions
 from agentplex.supervisor.registry import SessionRegistry
 from agentplex.supervisor.retention import RetentionService
 from agentplex.supervisor.session import SessionContext
-from agentplex.supervisor.table import SessionRecord, SessionTable, record_of
+from agentplex.supervisor.table import SessionTable
 
 MAX_ZMQ_MESSAGE = 64 << 20
 
@@ -76,7 +76,7 @@ class Server:
             await tg.start(self.reaper.run)
             manager = self._manager(publisher, tg)
             await self._recover(manager)
-            tg.start_soon(self.table.run, self._records)
+            tg.start_soon(self.table.run)
             tg.start_soon(publisher.run)
             watch = LimitWatch(self.config, tg, publisher.list_changed)
             tg.start_soon(watch.run, self.registry.__iter__)
@@ -104,11 +104,9 @@ class Server:
         sessions, _report = restore_sessions(records, self.backends, manager.context)
         for session in sessions:
             self.registry.register(session)
+            self.table.changed(session)
             if not session.status.ended:
                 await manager.adopt(session)
-
-    def _records(self) -> list[SessionRecord]:
-        return [record_of(session) for session in self.registry]
 
     def _manager(self, publisher: EventPublisher, tg: TaskGroup) -> SessionManager:
         context = SessionContext(

@@ -71,6 +71,8 @@ class SessionManager:
         except SpawnFailed as exc:
             session.fail(exc.message)
             raise
+        finally:
+            self.context.table.save_now(session)
         return session
 
     def _spec(

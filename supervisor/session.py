@@ -387,10 +387,10 @@ class Session:
         self._turns_finished(1)
         if not failed or (process.interrupted and process.finished):
             self.resume_id = self.chunks.cli_session_id
-            self._context.table.changed()
+            self._context.table.changed(self)
         elif (saved := process.driver.resumable_id()) is not None:
             self.resume_id = saved
-            self._context.table.changed()
+            self._context.table.changed(self)
         if process.timed_out:
             limit = self._context.config.turn_timeout
             self._emit_daemon(
@@ -444,7 +444,7 @@ class Session:
         if previous != status:
             self.log.debug("status_changed", status=status.value, previous=previous.value)
             self._context.events.status_changed(self.info(), previous)
-            self._context.table.changed()
+            self._context.table.changed(self)
 
     def _finish(self, status: SessionStatus, reason: str) -> None:
         """Record the end: footer, final status, ``session.terminated``; once."""

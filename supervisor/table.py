@@ -9,7 +9,6 @@ table. Chunk counts and the transcript itself are the truth for everything strea
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,9 +40,6 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     """The process's start time (psutil create_time), to prove a pid is still ours."""
 
 
-SnapshotFn = Callable[[], list[SessionRecord]]
-
-
 def record_of(session: Session) -> SessionRecord:
     """What the table keeps of a session."""
     spec = session.spec
@@ -68,10 +64,16 @@ _encode = msgspec.json.Encoder().encode
 
 
 class SessionTable:
-    """Saves the table whenever a session's state changes (coalesced, off the hot path)."""
+    """Saves the table whenever a session's state changes (coalesced, off the hot path).
+
+    Each session's record is encoded when that session changes and kept; a save joins the
+    encoded records and writes them, so a burst of N changes costs O(N), not O(N²).
+    """
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / TABLE_FILE
+        self._encoded: dict[str, bytes] = {}
+        self._changed: dict[str, Session] = {}
         self._dirty = anyio.Event()
 
     def load(self) -> list[SessionRecord]:
@@ -90,30 +92,42 @@ class SessionTable:
             )
             return []
 
-    def changed(self) -> None:
-        """Note that the table must be saved soon."""
+    def changed(self, session: Session) -> None:
+        """Note that ``session`` must be saved soon."""
+        self._changed[session.id] = session
         self._dirty.set()
 
-    def save(self, records: Iterable[SessionRecord]) -> None:
+    def save_now(self, session: Session) -> None:
+        """Save at once (a session just created must survive a daemon crash a moment later),
+        without waiting for the disk: the page cache outlives the daemon, and the coalesced
+        save that follows makes it durable."""
+        self.changed(session)
+        self.save(durable=False)
+
+    def save(self, *, durable: bool = True) -> None:
         """Replace the table file atomically; a failure (full disk) is logged, not fatal:
         the previous table stays in place and the next change tries again."""
+        for sid, session in self._changed.items():
+            self._encoded[sid] = _encode(record_of(session))
+        self._changed.clear()
         tmp = self.path.with_suffix(".tmp")
         try:
             with open(tmp, "wb") as f:
-                f.write(_encode(_Table(sessions=list(records))))
-                f.flush()
-                os.fsync(f.fileno())
+                f.write(b'{"sessions":[' + b",".join(self._encoded.values()) + b"]}")
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
             tmp.replace(self.path)
         except OSError as exc:
             log.error("session_table_not_saved", path=str(self.path), error=str(exc))
             tmp.unlink(missing_ok=True)
 
-    async def run(self, snapshot: SnapshotFn) -> None:
+    async def run(self) -> None:
         """Save after each burst of changes until cancelled, then once more."""
         try:
             while True:
                 await self._dirty.wait()
                 self._dirty = anyio.Event()
-                self.save(snapshot())
+                self.save()
         finally:
-            self.save(snapshot())
+            self.save()
