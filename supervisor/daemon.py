@@ -29,12 +29,14 @@ from agentplex.supervisor.manager import SessionManager
 from agentplex.supervisor.metrics import Metrics, MetricsServer
 from agentplex.supervisor.notify import Notifier
 from agentplex.supervisor.personas import PersonaRegistry
-from agentplex.supervisor.process_group import ChildReaper
+from agentplex.supervisor.process_group import ChildReaper, DeathPact
 from agentplex.supervisor.recovery import restore_sessions
 from agentplex.supervisor.registry import SessionRegistry
 from agentplex.supervisor.retention import RetentionService
+from agentplex.supervisor.scanner import ProcessScanner
 from agentplex.supervisor.session import SessionContext
 from agentplex.supervisor.table import SessionTable
+from agentplex.supervisor.transcript import Flusher
 
 MAX_ZMQ_MESSAGE = 64 << 20
 
@@ -49,6 +51,8 @@ class Server:
         self.backends = backends or BackendRegistry.with_defaults()
         self.registry = SessionRegistry()
         self.reaper = ChildReaper()
+        self.flusher = Flusher()
+        self.death_pact: DeathPact | None = None
         self.table = SessionTable(Path(config.state_dir))
         self.started_at = time.time()
         self.should_exit = anyio.Event()
@@ -63,6 +67,8 @@ class Server:
             stack.enter_context(_RuntimeLock(self.config))
             prepare_private_dir(Path(self.config.state_dir))
             _linux.become_child_subreaper()
+            if not self.config.agents_outlive_daemon:
+                self.death_pact = DeathPact.detect()  # before the reaper: it runs a probe
             ctx = zmq.asyncio.Context()
             stack.callback(ctx.term)
             control, events = self._bind(ctx, stack)
@@ -74,6 +80,7 @@ class Server:
     async def _run(self, control: zmq.asyncio.Socket, publisher: EventPublisher) -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(self.reaper.run)
+            tg.start_soon(self.flusher.run)
             manager = self._manager(publisher, tg)
             await self._recover(manager)
             tg.start_soon(self.table.run)
@@ -89,6 +96,7 @@ class Server:
                 control=self.config.paths.control_endpoint,
                 events=self.config.paths.events_endpoint,
                 state_dir=self.config.state_dir,
+                agents_die_with_daemon=self.death_pact.how if self.death_pact else "no",
             )
             self.notifier.ready(self.registry.snapshot()[0])
             self._start_services(tg)
@@ -115,6 +123,9 @@ class Server:
             reaper=self.reaper,
             table=self.table,
             metrics=self.metrics,
+            scanner=ProcessScanner(),
+            flusher=self.flusher,
+            death_pact=self.death_pact,
         )
         return SessionManager(
             context=context,

@@ -19,8 +19,8 @@ from agentplex.client.protocol import Header, Start
 from agentplex.plugins.api import Backend, BackendMode, PermissionPolicy, SessionSpec
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.personas import Persona, PersonaRegistry
-from agentplex.supervisor.process_group import SESSION_MARKER
 from agentplex.supervisor.registry import SessionRegistry
+from agentplex.supervisor.scanner import SESSION_MARKER
 from agentplex.supervisor.session import Session, SessionContext
 from agentplex.supervisor.transcript import Transcript
 from agentplex.supervisor.validation import (

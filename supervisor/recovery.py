@@ -22,7 +22,7 @@ from agentplex.client.protocol import Recovered, SessionStatus
 from agentplex.plugins.api import BackendMode, PermissionPolicy, SessionSpec
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.history import scan_transcript
-from agentplex.supervisor.process_group import SESSION_MARKER, session_marker_of
+from agentplex.supervisor.scanner import SESSION_MARKER, session_marker_of
 from agentplex.supervisor.session import Session, SessionContext
 from agentplex.supervisor.table import SessionRecord
 from agentplex.supervisor.transcript import Transcript
@@ -86,7 +86,7 @@ def _rebuild(record: SessionRecord, backends: BackendRegistry, context: SessionC
         spec.env,
         (SESSION_MARKER, spec.session_id),
     )
-    transcript = Transcript(Path(info.transcript), writable=not info.status.ended)
+    transcript = _reopen(Path(info.transcript), writable=not info.status.ended, session_id=info.id)
     session = Session(
         spec=spec,
         backend=backend,
@@ -100,8 +100,24 @@ def _rebuild(record: SessionRecord, backends: BackendRegistry, context: SessionC
     return session
 
 
+def _reopen(path: Path, *, writable: bool, session_id: str) -> Transcript:
+    """The session's transcript; one that cannot be reopened (its directory was removed)
+    is reported and left closed, never fatal to the daemon."""
+    try:
+        return Transcript(path, writable=writable)
+    except OSError as exc:
+        log.error(
+            "transcript_unavailable", session_id=session_id, path=str(path), error=exc.strerror
+        )
+        return Transcript(path, writable=False)
+
+
 def _take_back(session: Session, record: SessionRecord, report: RecoveryReport) -> SessionStatus:
     """Reopen a live session's transcript and decide what it is now."""
+    if not session.transcript.writable:
+        report.interrupted += 1
+        session.restore(record, SessionStatus.INTERRUPTED)
+        return SessionStatus.INTERRUPTED
     scan = scan_transcript(session.transcript.path, session.chunks.history)
     record = _with_chunks(record, scan.last_seq)
     if scan.footer is not None:  # it ended just before the crash; the table lagged

@@ -43,10 +43,11 @@ from agentplex.supervisor.events import EventPublisher
 from agentplex.supervisor.history import ChunkHistory
 from agentplex.supervisor.metrics import Metrics
 from agentplex.supervisor.output import Line
-from agentplex.supervisor.process_group import ChildReaper, kill_tree, spawn
+from agentplex.supervisor.process_group import ChildReaper, DeathPact, kill_tree, spawn
 from agentplex.supervisor.resources import TreeUsage
+from agentplex.supervisor.scanner import ProcessScanner
 from agentplex.supervisor.table import SessionRecord, SessionTable
-from agentplex.supervisor.transcript import Transcript
+from agentplex.supervisor.transcript import Flusher, Transcript
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ class SessionContext:
     reaper: ChildReaper
     table: SessionTable
     metrics: Metrics
+    scanner: ProcessScanner
+    flusher: Flusher
+    death_pact: DeathPact | None
+    """How agents die with the daemon; None when they are configured to outlive it."""
 
 
 class Session:
@@ -150,6 +155,20 @@ class Session:
             exit_code=self.exit_code,
             ended_reason=self.ended_reason,
             usage=self.chunks.usage,
+        )
+
+    def record(self) -> SessionRecord:
+        """What the durable table keeps: the info plus what is needed to continue it."""
+        spec = self.spec
+        return SessionRecord(
+            info=self.info(),
+            env=dict(spec.env),
+            command=list(spec.command),
+            instructions=spec.instructions,
+            allowed_tools=list(spec.allowed_tools),
+            permission_policy=spec.permission_policy.value,
+            resume_id=self.resume_id,
+            pid_started_at=self.pid_started_at,
         )
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -250,10 +269,14 @@ class Session:
         self._terminating = True
         self._pending.clear()
         pgid = self._process.child.pid if self._process else self.adopted_pid
-        escalated = await kill_tree(self.id, pgid, grace, self._context.reaper)
+        escalated = await self._kill_tree(pgid, grace)
         await self._process_done.wait()
         self._finish(SessionStatus.TERMINATED, reason)
         return escalated
+
+    async def _kill_tree(self, pgid: int | None, grace: float) -> bool:
+        context = self._context
+        return await kill_tree(self.id, pgid, grace, context.reaper, context.scanner)
 
     # ------------------------------------------------------------------ turns
 
@@ -288,7 +311,7 @@ class Session:
                 env=self._env,
                 with_stdin=with_stdin,
                 reaper=self._context.reaper,
-                die_with_daemon=not self._context.config.agents_outlive_daemon,
+                pact=self._context.death_pact,
             )
         except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -317,7 +340,7 @@ class Session:
         )
         if self.spec.mode is BackendMode.TURN and config.stop_turn_leftovers:
             # Agent CLIs orphan their tool processes when stopped; a turn owns what it started.
-            await kill_tree(self.id, None, config.terminate_grace, self._context.reaper)
+            await self._kill_tree(None, config.terminate_grace)
         self._process_ended(process)
 
     async def _wait_exit(self, process: AgentProcess) -> None:
@@ -329,9 +352,7 @@ class Session:
         if scope.cancelled_caught:
             process.timed_out = True
             self.log.warning("turn_timed_out", pid=process.child.pid, limit=limit)
-            await kill_tree(
-                self.id, process.child.pid, config.terminate_grace, self._context.reaper
-            )
+            await self._kill_tree(process.child.pid, config.terminate_grace)
             await process.child.wait()
 
     def _deliver_lines(self, process: AgentProcess, stream: Stream, lines: list[Line]) -> None:
@@ -464,10 +485,7 @@ class Session:
             self.transcript.write(footer)
         except TranscriptFailed as exc:
             self.log.error("transcript_not_finished", error=exc.message)
-        try:
-            self.transcript.close()
-        except OSError as exc:
-            self.log.error("transcript_not_closed", error=str(exc))
+        self.transcript.close(self._context.flusher)
         self.log.info("session_ended", status=status.value, reason=reason)
         self._context.events.terminated(self.info(), reason)
         self._ended.set()

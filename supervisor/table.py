@@ -1,16 +1,19 @@
 """The durable session table: what a restarted daemon needs to take its sessions back.
 
-Stored as one JSON file replaced atomically (write a temporary file, fsync, rename):
-the table is small and changes only at session state changes, never per chunk, so a
-whole-file rewrite is cheap, needs no extra dependency, and a reader never sees a torn
-table. Chunk counts and the transcript itself are the truth for everything streamed.
+Kept as a journal, ``sessions.jsonl``: one record per line, the last line of a session
+wins. A state change appends one line (one ``write(2)``, no matter how many sessions
+there are), so starting a session costs the same with 1 or 1,000 others; the journal is
+compacted (rewritten with one line per session, atomically) when it has grown to several
+times that. A daemon killed mid-append leaves at most one torn line, which loading skips:
+the session's previous line still stands, and its transcript is the truth for everything
+streamed since.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 import msgspec
@@ -18,12 +21,13 @@ import structlog
 
 from agentplex.client.protocol import SessionInfo
 
-if TYPE_CHECKING:
-    from agentplex.supervisor.session import Session
-
 log = structlog.get_logger(__name__)
 
-TABLE_FILE = "sessions.json"
+JOURNAL_FILE = "sessions.jsonl"
+LEGACY_TABLE_FILE = "sessions.json"
+"""The whole-file table of earlier versions: read once, then folded into the journal."""
+COMPACT_SLACK = 64
+"""Lines a journal may hold beyond twice its sessions before it is compacted."""
 
 
 class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,87 +44,159 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     """The process's start time (psutil create_time), to prove a pid is still ours."""
 
 
-def record_of(session: Session) -> SessionRecord:
-    """What the table keeps of a session."""
-    spec = session.spec
-    return SessionRecord(
-        info=session.info(),
-        env=dict(spec.env),
-        command=list(spec.command),
-        instructions=spec.instructions,
-        allowed_tools=list(spec.allowed_tools),
-        permission_policy=spec.permission_policy.value,
-        resume_id=session.resume_id,
-        pid_started_at=session.pid_started_at,
-    )
+class Saved(Protocol):
+    """What the table saves: a session (anything with an id that can describe itself)."""
+
+    @property
+    def id(self) -> str: ...
+
+    def record(self) -> SessionRecord:
+        """What the table keeps of it now."""
+        ...
 
 
-class _Table(msgspec.Struct):
+class _LegacyTable(msgspec.Struct):
     sessions: list[SessionRecord] = []
 
 
-_decode = msgspec.json.Decoder(_Table).decode
+_decode_record = msgspec.json.Decoder(SessionRecord).decode
+_decode_legacy = msgspec.json.Decoder(_LegacyTable).decode
 _encode = msgspec.json.Encoder().encode
 
 
 class SessionTable:
-    """Saves the table whenever a session's state changes (coalesced, off the hot path).
+    """Appends a session's record whenever its state changes; compacts now and then.
 
-    Each session's record is encoded when that session changes and kept; a save joins the
-    encoded records and writes them, so a burst of N changes costs O(N), not O(N²).
+    Each session's latest record is kept encoded, so compaction writes what is known
+    without re-encoding anything. Writes failing (a full disk) are logged, not fatal: the
+    changes stay pending and the next change tries again.
     """
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / TABLE_FILE
+        self.path = state_dir / JOURNAL_FILE
+        self._legacy = state_dir / LEGACY_TABLE_FILE
         self._encoded: dict[str, bytes] = {}
-        self._changed: dict[str, Session] = {}
+        self._changed: dict[str, Saved] = {}
+        self._lines = 0
+        self._torn = False
+        self._legacy_present = False
+        self._fd: int | None = None
         self._dirty = anyio.Event()
 
     def load(self) -> list[SessionRecord]:
-        """The saved sessions; a missing table is empty, a corrupt one is reported and set aside."""
+        """The saved sessions, in the order they were first saved; torn or unreadable lines
+        are reported and skipped (a session's earlier line then stands)."""
+        latest: dict[str, SessionRecord] = {}
+        for record in self._load_legacy():
+            latest[record.info.id] = record
+            self._encoded[record.info.id] = _encode(record)
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
+            data = b""
+        lines = [line for line in data.split(b"\n") if line]
+        skipped = 0
+        for line in lines:
+            try:
+                record = _decode_record(line)
+            except msgspec.DecodeError:
+                skipped += 1
+                continue
+            latest[record.info.id] = record
+            self._encoded[record.info.id] = line
+        if skipped:
+            log.warning("session_table_lines_skipped", path=str(self.path), lines=skipped)
+        self._lines = len(lines)
+        self._torn = bool(data) and not data.endswith(b"\n")
+        return list(latest.values())
+
+    def _load_legacy(self) -> list[SessionRecord]:
+        try:
+            data = self._legacy.read_bytes()
+        except FileNotFoundError:
             return []
         try:
-            return _decode(data).sessions
+            sessions = _decode_legacy(data).sessions
         except msgspec.DecodeError as exc:
-            aside = self.path.with_suffix(".corrupt")
-            self.path.replace(aside)
-            log.error(
-                "session_table_unreadable", path=str(self.path), moved_to=str(aside), error=str(exc)
-            )
+            aside = self._legacy.with_suffix(".corrupt")
+            self._legacy.replace(aside)
+            log.error("session_table_unreadable", path=str(self._legacy), error=str(exc))
             return []
+        self._legacy_present = True
+        return sessions
 
-    def changed(self, session: Session) -> None:
+    def changed(self, session: Saved) -> None:
         """Note that ``session`` must be saved soon."""
         self._changed[session.id] = session
         self._dirty.set()
 
-    def save_now(self, session: Session) -> None:
-        """Save at once (a session just created must survive a daemon crash a moment later),
-        without waiting for the disk: the page cache outlives the daemon, and the coalesced
-        save that follows makes it durable."""
+    def save_now(self, session: Saved) -> None:
+        """Append at once (a session just created must survive a daemon crash a moment
+        later), without waiting for the disk: the page cache outlives the daemon, and the
+        coalesced save that follows makes it durable."""
         self.changed(session)
         self.save(durable=False)
 
     def save(self, *, durable: bool = True) -> None:
-        """Replace the table file atomically; a failure (full disk) is logged, not fatal:
-        the previous table stays in place and the next change tries again."""
-        for sid, session in self._changed.items():
-            self._encoded[sid] = _encode(record_of(session))
+        """Append every pending change; compact the journal when it has grown too long."""
+        pending = list(self._changed.values())
         self._changed.clear()
+        lines = [self._encode(session) for session in pending]
+        try:
+            if self._legacy_present or self._needs_compaction(len(lines)):
+                self._compact()
+            elif lines:
+                self._append(lines)
+            if durable and self._fd is not None:
+                os.fsync(self._fd)
+        except OSError as exc:
+            log.error("session_table_not_saved", path=str(self.path), error=str(exc))
+            self._torn = True  # a partial line may be on disk: start the next write afresh
+            for session in pending:
+                self._changed.setdefault(session.id, session)
+
+    def _encode(self, session: Saved) -> bytes:
+        encoded = self._encoded[session.id] = _encode(session.record())
+        return encoded
+
+    def _needs_compaction(self, adding: int) -> bool:
+        return self._lines + adding > 2 * len(self._encoded) + COMPACT_SLACK
+
+    def _append(self, lines: list[bytes]) -> None:
+        if self._fd is None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            self._fd = os.open(self.path, flags, 0o600)
+        data = b"".join(line + b"\n" for line in lines)
+        if self._torn:
+            data = b"\n" + data
+        os.write(self._fd, data)
+        self._torn = False
+        self._lines += len(lines)
+
+    def _compact(self) -> None:
+        """Rewrite the journal with one line per session (write, fsync, rename)."""
         tmp = self.path.with_suffix(".tmp")
         try:
             with open(tmp, "wb") as f:
-                f.write(b'{"sessions":[' + b",".join(self._encoded.values()) + b"]}")
-                if durable:
-                    f.flush()
-                    os.fsync(f.fileno())
+                f.write(b"".join(line + b"\n" for line in self._encoded.values()))
+                f.flush()
+                os.fsync(f.fileno())
             tmp.replace(self.path)
-        except OSError as exc:
-            log.error("session_table_not_saved", path=str(self.path), error=str(exc))
+        except OSError:
             tmp.unlink(missing_ok=True)
+            raise
+        self.close()
+        self._lines = len(self._encoded)
+        self._torn = False
+        if self._legacy_present:
+            self._legacy.unlink(missing_ok=True)
+            self._legacy_present = False
+
+    def close(self) -> None:
+        """Close the journal (the next append reopens it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     async def run(self) -> None:
         """Save after each burst of changes until cancelled, then once more."""
@@ -131,3 +207,4 @@ class SessionTable:
                 self.save()
         finally:
             self.save()
+            self.close()

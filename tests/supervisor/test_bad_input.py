@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 import zmq
-from support import DaemonProcess
+from support import DaemonProcess, is_chunk, next_event
 
 from agentplex.client import AsyncClient, Client
 from agentplex.client import errors as e
@@ -148,3 +148,32 @@ def test_a_slow_terminate_does_not_hold_up_other_requests(daemon: DaemonProcess)
             assert terminated.is_set()
 
     anyio.run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("program", "reason"),
+    [
+        ("no-such-program-anywhere", "No such file or directory"),
+        ("./missing.sh", "No such file or directory"),
+        ("./not-executable.sh", "Permission denied"),
+        ("./a-directory", "Permission denied"),
+    ],
+)
+def test_a_program_that_cannot_run_fails_the_start_with_the_exec_error(
+    client: Client, tmp_path: Path, program: str, reason: str
+) -> None:
+    (tmp_path / "not-executable.sh").write_text("#!/bin/sh\necho hi\n")
+    (tmp_path / "a-directory").mkdir()
+    with pytest.raises(e.SpawnFailed) as raised:
+        client.start("exec", argv=[program], cwd=str(tmp_path))
+    assert raised.value.message == f"cannot start {program!r}: {reason}"
+
+
+def test_a_relative_program_runs_from_the_session_cwd(client: Client, tmp_path: Path) -> None:
+    script = tmp_path / "hello.sh"
+    script.write_text("#!/bin/sh\necho hello from $(pwd)\n")
+    script.chmod(0o755)
+    with client.subscribe(p.CHUNK_TOPIC) as events:
+        info = client.start("exec", argv=["./hello.sh"], cwd=str(tmp_path))
+        chunk = next_event(events, is_chunk(info.id, text="hello from"))
+    assert chunk.text.strip() == f"hello from {tmp_path}"  # type: ignore[union-attr]

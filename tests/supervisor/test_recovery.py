@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import select
+import shutil
 import signal
 import sys
 from pathlib import Path
 
 import anyio
+import psutil
+import pytest
 from support import DaemonProcess, descendants_with_marker, is_chunk, next_event, start_daemon
 
 from agentplex.client import AsyncClient
@@ -102,12 +107,61 @@ def test_a_torn_last_transcript_line_is_reported_and_never_fatal(short_tmp: Path
 
 
 def _alive(pid: int) -> bool:
-    import psutil
-
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _gone_within(pid: int, timeout: float) -> bool:
+    """Whether ``pid`` ends within ``timeout`` (a pidfd turns readable when it does)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0]) or not _alive(pid)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("how", ["setpriv", "preexec_fn"])
+def test_agents_die_with_a_daemon_killed_by_sigkill(short_tmp: Path, how: str) -> None:
+    env = {}
+    if how == "preexec_fn":  # no setpriv on its PATH: the daemon sets the signal itself
+        env["PATH"] = str(short_tmp)
+    daemon = start_daemon(short_tmp, env=env)
+    ready = next(line for line in daemon.log_lines if line.get("event") == "daemon_ready")
+    assert ready["agents_die_with_daemon"] == how
+    with daemon.client() as client:
+        agents = [client.start("exec", argv=["/bin/sleep", "3600"]) for _ in range(3)]
+    _crash(daemon)
+    for agent in agents:
+        assert _gone_within(agent.pid, 10), f"agent {agent.pid} outlived the daemon"  # type: ignore[arg-type]
+
+
+def test_a_session_whose_transcript_directory_was_removed_comes_back_interrupted(
+    short_tmp: Path,
+) -> None:
+    daemon = start_daemon(short_tmp)
+    with daemon.client() as client:
+        info = client.start("exec", argv=["cat"], tag="removed")
+    _crash(daemon)
+    shutil.rmtree(Path(info.transcript).parent)
+
+    restarted = start_daemon(short_tmp)
+    try:
+        with restarted.client() as client:
+            (back,) = client.list().sessions
+            assert back.id == info.id and back.status is p.SessionStatus.INTERRUPTED
+            again = client.start("exec", argv=["true"], tag="removed")
+            assert Path(again.transcript).exists()
+        logged = [
+            line for line in restarted.log_lines if line.get("event") == "transcript_unavailable"
+        ]
+        assert logged and logged[0]["session_id"] == info.id
+    finally:
+        assert restarted.stop() == 0
 
 
 def test_a_follow_begun_while_the_daemon_is_down_completes_once_it_is_back(

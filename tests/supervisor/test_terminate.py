@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
+import anyio
 import psutil
 from support import DaemonProcess, descendants_with_marker, is_chunk, next_event
 
-from agentplex.client import Client
+from agentplex.client import AsyncClient, Client
 from agentplex.client import protocol as p
 from agentplex.client.transcripts import read_records
 
@@ -87,3 +88,40 @@ def test_a_turn_ends_the_processes_its_agent_left_running(client: Client) -> Non
     left = int(result.text.split("background=")[1].split()[0])  # type: ignore[union-attr]
     assert not psutil.pid_exists(left) or psutil.Process(left).status() == psutil.STATUS_ZOMBIE
     assert descendants_with_marker(info.id) == []
+
+
+def test_sessions_terminated_together_each_lose_their_escaped_grandchildren(
+    daemon: DaemonProcess, client: Client
+) -> None:
+    """Concurrent terminates share /proc scans; each must still find its own strays."""
+    grandchildren: dict[str, int] = {}
+
+    def escaped(event: p.Event) -> bool:
+        if isinstance(event, p.Chunk) and event.text.startswith("grandchild"):
+            grandchildren[event.session_id] = int(event.text.split()[1])
+        return len(grandchildren) == 4
+
+    with client.subscribe(p.CHUNK_TOPIC) as events:
+        infos = [
+            client.start("exec", argv=[sys.executable, "-c", ESCAPING_GRANDCHILD]) for _ in range(4)
+        ]
+        next_event(events, escaped)
+
+    async def terminate_all() -> list[p.Terminated]:
+        replies: list[p.Terminated] = []
+        async with AsyncClient(daemon.runtime_dir) as async_client:
+
+            async def terminate(session_id: str) -> None:
+                replies.append(await async_client.terminate(session_id, grace=0.5))
+
+            async with anyio.create_task_group() as tg:
+                for info in infos:
+                    tg.start_soon(terminate, info.id)
+        return replies
+
+    replies = anyio.run(terminate_all)
+
+    assert all(reply.escalated for reply in replies) and len(replies) == 4
+    for info in infos:
+        assert not psutil.pid_exists(grandchildren[info.id])
+        assert descendants_with_marker(info.id) == []
