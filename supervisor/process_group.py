@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
-import psutil
 import structlog
 from anyio.abc import TaskStatus
 
 from agentplex.supervisor import _linux
+from agentplex.supervisor.resources import start_time
 from agentplex.supervisor.scanner import ProcessScanner
 
 log = structlog.get_logger(__name__)
@@ -56,7 +56,7 @@ class Child:
     stderr: int
     stdin: int | None
     started_at: float | None = None
-    """Its start time (psutil create_time): with the pid, proof that a process is this one."""
+    """Its start time (``resources.start_time``): with the pid, proof a process is this one."""
     exited: anyio.Event = field(default_factory=anyio.Event)
     status: ExitStatus | None = None
 
@@ -180,7 +180,7 @@ def spawn(
     process.returncode = 0
     child = Child(
         pid=process.pid,
-        started_at=_create_time(process.pid),
+        started_at=start_time(process.pid),
         stdout=_take_fd(process.stdout),
         stderr=_take_fd(process.stderr),
         stdin=_take_fd(process.stdin) if with_stdin else None,
@@ -207,13 +207,6 @@ def _check_executable(program: str, cwd: Path, env: Mapping[str, str]) -> None:
             denied = True
     code = errno.EACCES if denied else errno.ENOENT
     raise OSError(code, os.strerror(code), program)
-
-
-def _create_time(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.NoSuchProcess:
-        return None
 
 
 def _take_fd(stream: object) -> int:

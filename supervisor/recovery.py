@@ -22,6 +22,7 @@ from agentplex.client.protocol import Recovered, SessionStatus
 from agentplex.plugins.api import BackendMode, PermissionPolicy, SessionSpec
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.history import scan_transcript
+from agentplex.supervisor.resources import start_time
 from agentplex.supervisor.scanner import SESSION_MARKER, session_marker_of
 from agentplex.supervisor.session import Session, SessionContext
 from agentplex.supervisor.table import SessionRecord
@@ -154,14 +155,8 @@ def _with_chunks(record: SessionRecord, last_seq: int) -> SessionRecord:
 
 
 def _same_process(pid: int | None, started_at: float | None) -> bool:
-    if pid is None or started_at is None:
-        return False
-    try:
-        process = psutil.Process(pid)
-        # A zombie is dead: where init does not reap (containers), it keeps its pid.
-        return process.status() != psutil.STATUS_ZOMBIE and process.create_time() == started_at
-    except psutil.NoSuchProcess:
-        return False
+    # A zombie is dead (start_time says None): where init does not reap, it keeps its pid.
+    return pid is not None and started_at is not None and start_time(pid) == started_at
 
 
 def kill_leftovers(session_ids: set[str]) -> int:

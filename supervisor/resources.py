@@ -80,6 +80,16 @@ class TreeSampler:
         return TreeUsage(rss_bytes=rss, cpu_percent=round(cpu, 1), processes=len(pids))
 
 
+def start_time(pid: int) -> float | None:
+    """When a live process started, in seconds since boot; None if it is gone or a zombie.
+
+    With the pid, proof that a process is the one the daemon started. Counted from boot, it
+    is immune to changes of the wall clock (psutil's epoch-based ``create_time`` is not).
+    """
+    stat = _read(pid)
+    return None if stat is None else stat.started / _TICKS
+
+
 def process_table() -> dict[int, ProcessStat]:
     """Every live (not zombie) process on the machine, one read of /proc/<pid>/stat each."""
     stats = {}

@@ -41,7 +41,8 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     permission_policy: str = "ask"
     resume_id: str | None = None
     pid_started_at: float | None = None
-    """The process's start time (psutil create_time), to prove a pid is still ours."""
+    """The process's start time in seconds since boot (``resources.start_time``), to prove
+    a pid is still ours."""
 
 
 class Saved(Protocol):
