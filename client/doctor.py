@@ -67,6 +67,7 @@ def diagnose(config_path: str | None = None) -> Iterator[Check]:
     state_dir = default_state_dir()
     yield _state_dir(state_dir)
     yield _disk(state_dir)
+    yield _spawning()
     yield from _backends()
 
 
@@ -176,6 +177,16 @@ def _disk(path: Path) -> Check:
     if usage.free < LOW_FREE_BYTES or usage.free < usage.total * 0.05:
         return Check("warn", "disk", f"{free}: running low", fix)
     return Check("ok", "disk", free)
+
+
+def _spawning() -> Check:
+    from agentplex.supervisor.process_group import DeathPact
+
+    pact = DeathPact.detect()
+    if pact.wrapper:
+        return Check("ok", "spawning", f"agents die with the daemon through {pact.wrapper[0]}")
+    fix = "install util-linux >= 2.33 (setpriv --pdeathsig) for faster spawns"
+    return Check("warn", "spawning", "no setpriv: each agent is forked with a preexec_fn", fix)
 
 
 def _backends() -> Iterator[Check]:

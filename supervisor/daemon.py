@@ -22,6 +22,7 @@ from agentplex.supervisor import _linux
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.config import Config
 from agentplex.supervisor.control import ControlServer
+from agentplex.supervisor.durable import Flusher
 from agentplex.supervisor.events import EventPublisher
 from agentplex.supervisor.limits import LimitWatch
 from agentplex.supervisor.logs import configure_logging
@@ -36,7 +37,6 @@ from agentplex.supervisor.retention import RetentionService
 from agentplex.supervisor.scanner import ProcessScanner
 from agentplex.supervisor.session import SessionContext
 from agentplex.supervisor.table import SessionTable
-from agentplex.supervisor.transcript import Flusher
 
 MAX_ZMQ_MESSAGE = 64 << 20
 

@@ -39,6 +39,7 @@ from agentplex.plugins.api import (
 from agentplex.supervisor.agent_process import AgentProcess
 from agentplex.supervisor.chunks import BatchOutcome, ChunkStream
 from agentplex.supervisor.config import Config
+from agentplex.supervisor.durable import Flusher
 from agentplex.supervisor.events import EventPublisher
 from agentplex.supervisor.history import ChunkHistory
 from agentplex.supervisor.metrics import Metrics
@@ -47,7 +48,7 @@ from agentplex.supervisor.process_group import ChildReaper, DeathPact, kill_tree
 from agentplex.supervisor.resources import TreeUsage
 from agentplex.supervisor.scanner import ProcessScanner
 from agentplex.supervisor.table import SessionRecord, SessionTable
-from agentplex.supervisor.transcript import Flusher, Transcript
+from agentplex.supervisor.transcript import Transcript
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Protocol
 
 import anyio
+import anyio.to_thread
 import msgspec
 import structlog
 
 from agentplex.client.protocol import SessionInfo
+from agentplex.supervisor.durable import sync_and_close
 
 log = structlog.get_logger(__name__)
 
@@ -200,12 +202,16 @@ class SessionTable:
             self._fd = None
 
     async def run(self) -> None:
-        """Save after each burst of changes until cancelled, then once more."""
+        """Save after each burst of changes, fsyncing in a worker thread (a slow disk must
+        not stall every session's output), until cancelled; then once more."""
         try:
             while True:
                 await self._dirty.wait()
                 self._dirty = anyio.Event()
-                self.save()
+                self.save(durable=False)
+                if self._fd is not None:
+                    # A duplicate: a compaction may close and reopen the journal meanwhile.
+                    await anyio.to_thread.run_sync(sync_and_close, os.dup(self._fd), self.path)
         finally:
             self.save()
             self.close()

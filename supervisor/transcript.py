@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import anyio
-import anyio.to_thread
-import structlog
-
 from agentplex.client.errors import TranscriptFailed
 from agentplex.client.protocol import Record, encode
-
-log = structlog.get_logger(__name__)
+from agentplex.supervisor.durable import Flusher, sync_and_close
 
 
 class Transcript:
@@ -82,44 +76,6 @@ class Transcript:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             if flusher is None:
-                _sync_and_close(fd, self.path)
+                sync_and_close(fd, self.path)
             else:
                 flusher.sync_and_close(fd, self.path)
-
-
-class Flusher:
-    """``fsync``s and closes finished transcripts in a worker thread.
-
-    An fsync takes microseconds on tmpfs and milliseconds to tens of them on a busy disk;
-    done on the event loop, every session's output would wait behind each session that
-    ends (100 sessions terminated together: 100 fsyncs in a row).
-    """
-
-    def __init__(self) -> None:
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[int, Path]](math.inf)
-
-    def sync_and_close(self, fd: int, path: Path) -> None:
-        """Queue ``fd`` (of ``path``) to be synced and closed."""
-        self._send.send_nowait((fd, path))
-
-    async def run(self) -> None:
-        """Sync what is queued until cancelled; then, on the way out, what is left."""
-        try:
-            async for fd, path in self._receive:
-                await anyio.to_thread.run_sync(_sync_and_close, fd, path)
-        finally:
-            while True:
-                try:
-                    fd, path = self._receive.receive_nowait()
-                except anyio.WouldBlock:
-                    break
-                _sync_and_close(fd, path)
-
-
-def _sync_and_close(fd: int, path: Path) -> None:
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        log.error("transcript_not_synced", path=str(path), error=exc.strerror)
-    finally:
-        os.close(fd)

@@ -25,7 +25,8 @@ def doctor(env: dict[str, str]) -> tuple[int, dict[str, dict[str, str]]]:
 def test_a_healthy_set_up_passes_every_check(daemon: DaemonProcess, short_tmp: Path) -> None:
     code, checks = doctor(dict(daemon.env, XDG_CONFIG_HOME=str(short_tmp / "xdg")))
     assert code == 0
-    for name in ("config", "runtime dir", "daemon", "state dir", "disk", "backend demo"):
+    healthy = ("config", "runtime dir", "daemon", "state dir", "disk", "spawning", "backend demo")
+    for name in healthy:
         assert checks[name]["status"] == "ok", checks[name]
     assert f"pid {daemon.process.pid}" in checks["daemon"]["detail"]
     assert checks["runtime dir"]["detail"] == f"{daemon.runtime_dir} (mode 0700, yours)"
@@ -43,6 +44,7 @@ def test_problems_come_with_a_fix(short_tmp: Path) -> None:
         AGENTPLEX_STATE_DIR=str(short_tmp / "state"),
         AGENTPLEX_CONFIG=str(config),
         AGENTPLEX_CODEX_CLI=str(short_tmp / "no-codex"),
+        PATH=str(Path(sys.executable).parent),  # python, but no setpriv
     )
     code, checks = doctor(env)
     assert code == 1
@@ -58,3 +60,4 @@ def test_problems_come_with_a_fix(short_tmp: Path) -> None:
     assert checks["state dir"]["detail"].endswith("(created when the daemon starts)")
     assert checks["backend codex"]["status"] == "warn"
     assert "[backends.codex] cli" in checks["backend codex"]["fix"]
+    assert checks["spawning"]["status"] == "warn" and "setpriv" in checks["spawning"]["fix"]

@@ -1,0 +1,57 @@
+"""Making files durable without stalling the event loop.
+
+Everything a session writes reaches the page cache at once (so a daemon crash loses
+nothing); the ``fsync`` that makes it survive a power cut is done off the loop, where a
+slow disk stalls no session's output.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class Flusher:
+    """``fsync``s and closes finished files (transcripts) in a worker thread.
+
+    An fsync takes microseconds on tmpfs and milliseconds to tens of them on a busy disk;
+    done on the event loop, every session's output would wait behind each session that
+    ends (100 sessions terminated together: 100 fsyncs in a row).
+    """
+
+    def __init__(self) -> None:
+        self._send, self._receive = anyio.create_memory_object_stream[tuple[int, Path]](math.inf)
+
+    def sync_and_close(self, fd: int, path: Path) -> None:
+        """Queue ``fd`` (of ``path``) to be synced and closed."""
+        self._send.send_nowait((fd, path))
+
+    async def run(self) -> None:
+        """Sync what is queued until cancelled; then, on the way out, what is left."""
+        try:
+            async for fd, path in self._receive:
+                await anyio.to_thread.run_sync(sync_and_close, fd, path)
+        finally:
+            while True:
+                try:
+                    fd, path = self._receive.receive_nowait()
+                except anyio.WouldBlock:
+                    break
+                sync_and_close(fd, path)
+
+
+def sync_and_close(fd: int, path: Path) -> None:
+    """``fsync`` then close ``fd`` (open on ``path``); a failure is logged, not raised."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        log.error("file_not_synced", path=str(path), error=exc.strerror)
+    finally:
+        os.close(fd)
