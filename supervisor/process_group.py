@@ -149,7 +149,7 @@ def spawn(
     env: Mapping[str, str],
     with_stdin: bool,
     reaper: ChildReaper,
-    pact: DeathPact | None = DeathPact(),
+    pact: DeathPact | None,
 ) -> Child:
     """Start ``argv`` as the leader of a new session and process group.
 
