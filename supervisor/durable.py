@@ -30,8 +30,12 @@ class Flusher:
         self._send, self._receive = anyio.create_memory_object_stream[tuple[int, Path]](math.inf)
 
     def sync_and_close(self, fd: int, path: Path) -> None:
-        """Queue ``fd`` (of ``path``) to be synced and closed."""
-        self._send.send_nowait((fd, path))
+        """Queue ``fd`` (of ``path``) to be synced and closed; once :meth:`run` has ended,
+        do it at once."""
+        try:
+            self._send.send_nowait((fd, path))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            sync_and_close(fd, path)
 
     async def run(self) -> None:
         """Sync what is queued until cancelled; then, on the way out, what is left."""
@@ -39,12 +43,14 @@ class Flusher:
             async for fd, path in self._receive:
                 await anyio.to_thread.run_sync(sync_and_close, fd, path)
         finally:
-            while True:
-                try:
-                    fd, path = self._receive.receive_nowait()
-                except anyio.WouldBlock:
-                    break
-                sync_and_close(fd, path)
+            self._send.close()
+            with self._receive:
+                while True:
+                    try:
+                        fd, path = self._receive.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                    sync_and_close(fd, path)
 
 
 def sync_and_close(fd: int, path: Path) -> None:
