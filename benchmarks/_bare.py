@@ -31,7 +31,7 @@ from pathlib import Path
 import msgspec
 import zmq
 
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 
 READ_SIZE = 1 << 16
 

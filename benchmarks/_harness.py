@@ -32,7 +32,7 @@ from typing import Any
 import psutil
 import zmq
 
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 
 HERE = Path(__file__).resolve().parent
 CHILD = str(HERE / "_child.py")
@@ -450,7 +450,7 @@ class AgentplexDaemon:
                 [
                     PYTHON,
                     "-m",
-                    "agentplex.client.cli",
+                    "agentplex.cli.main",
                     "daemon",
                     "--log-format",
                     "json",

@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 import zmq
 
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 
 NS = time.CLOCK_MONOTONIC
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 
 import _receive
 from _bare import Publisher

@@ -30,7 +30,7 @@ from typing import Any
 
 import zmq
 
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 
 from _harness import (
     AgentplexDaemon,

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 
 import _receive
 from _harness import (

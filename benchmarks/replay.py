@@ -18,8 +18,8 @@ from typing import Any
 
 import anyio
 
+from agentplex import protocol as p
 from agentplex.client import AsyncClient
-from agentplex.client import protocol as p
 
 from _harness import (
     CHILD,

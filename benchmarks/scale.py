@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 
 from _harness import (
     AgentplexDaemon,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import collections
 import contextlib
+import enum
 import itertools
 import os
 import secrets
@@ -20,21 +21,24 @@ import zmq
 import zmq.asyncio
 from anyio.abc import TaskGroup
 
-from agentplex.client import protocol as p
-from agentplex.client.errors import (
+from agentplex import protocol as p
+from agentplex.client.follow import follow
+from agentplex.protocol.errors import (
     AgentplexError,
     DaemonNotRunning,
+    InvalidArgument,
     RequestTimeout,
     error_from_code,
 )
-from agentplex.client.follow import follow
-from agentplex.client.paths import RuntimePaths, default_runtime_dir
+from agentplex.protocol.paths import RuntimePaths, default_runtime_dir
 
 R = TypeVar("R", bound=p.Reply)
 
 DEFAULT_TIMEOUT = 10.0
 SYNC_RETRY = 0.05
 SUB_HIGH_WATER_MARK = 100_000
+
+_E = TypeVar("_E", bound=enum.StrEnum)
 
 
 class AsyncClient:
@@ -91,9 +95,9 @@ class AsyncClient:
         prompt: str | None = None,
         *,
         persona: str | None = None,
-        mode: str | None = None,
+        mode: str | p.BackendMode | None = None,
         model: str | None = None,
-        permission_policy: str | None = None,
+        permission_policy: str | p.PermissionPolicy | None = None,
         tag: str | None = None,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
@@ -108,9 +112,9 @@ class AsyncClient:
             backend=backend,
             prompt=prompt,
             persona=persona,
-            mode=mode,
+            mode=_member(p.BackendMode, mode, "mode"),
             model=model,
-            permission_policy=permission_policy,
+            permission_policy=_member(p.PermissionPolicy, permission_policy, "permission policy"),
             tag=tag,
             cwd=os.fspath(cwd) if cwd is not None else None,
             env=dict(env or {}),
@@ -352,3 +356,14 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _member(kind: type[_E], value: str | None, what: str) -> _E | None:
+    """``value`` as a member of ``kind``, or InvalidArgument naming the choices."""
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in kind)
+        raise InvalidArgument(f"unknown {what} {value!r} ({choices})") from None

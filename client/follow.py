@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
-from agentplex.client import protocol as p
-from agentplex.client.errors import DaemonNotRunning, RequestTimeout
+from agentplex import protocol as p
+from agentplex.protocol.errors import DaemonNotRunning, RequestTimeout
 
 if TYPE_CHECKING:
     from agentplex.client.async_client import AsyncClient

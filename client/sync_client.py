@@ -15,7 +15,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 from agentplex.client.async_client import DEFAULT_TIMEOUT, AsyncClient, Subscription
 
 P = ParamSpec("P")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 
-from agentplex.client.protocol import Chunk, ChunkBatch, Record, expand, record_decoder
+from agentplex.protocol import Chunk, ChunkBatch, Record, expand, record_decoder
 
 
 @dataclass

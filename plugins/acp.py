@@ -20,8 +20,6 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from agentplex.client.errors import NothingToAnswer
-from agentplex.client.protocol import ChunkKind, Stream
 from agentplex.plugins import acp_rpc as rpc
 from agentplex.plugins.api import (
     BackendMode,
@@ -33,6 +31,8 @@ from agentplex.plugins.api import (
     SessionSpec,
 )
 from agentplex.plugins.json_lines import raw
+from agentplex.protocol import ChunkKind, Stream
+from agentplex.protocol.errors import NothingToAnswer
 
 T = TypeVar("T")
 _MaybeRaw = msgspec.Raw | msgspec.UnsetType
@@ -291,15 +291,17 @@ class AcpDriver(Driver):
         if self._policy is PermissionPolicy.ASK:
             key = str(rpc_id)
             self._asked[key] = _Asked(rpc_id, request.options)
-            chunks.append(dataclasses.replace(tool, text=text, request_id=key))
+            chunks.append(msgspec.structs.replace(tool, text=text, request_id=key))
         else:
             allow = self._policy is PermissionPolicy.ALLOW
             outcome = rpc.choose(request.options, allow)
             self._outgoing += _answer(rpc_id, outcome)
             choice = outcome.optionId if isinstance(outcome, rpc.Selected) else "cancelled"
             verdict = "allowed" if allow else "denied"
-            chunks.append(dataclasses.replace(tool, text=f"{text} ({verdict} by policy: {choice})"))
-        return [dataclasses.replace(c, cli_session_id=request.sessionId) for c in chunks]
+            chunks.append(
+                msgspec.structs.replace(tool, text=f"{text} ({verdict} by policy: {choice})")
+            )
+        return [msgspec.structs.replace(c, cli_session_id=request.sessionId) for c in chunks]
 
     # ------------------------------------------------------------------ notifications
 
@@ -313,7 +315,7 @@ class AcpDriver(Driver):
                 return [raw(line)]
             return [_system(tag.update.sessionUpdate, cli_session_id=tag.sessionId)]
         chunks = self._update_chunks(note.update)
-        return [dataclasses.replace(c, cli_session_id=note.sessionId) for c in chunks]
+        return [msgspec.structs.replace(c, cli_session_id=note.sessionId) for c in chunks]
 
     def _update_chunks(self, update: rpc.SessionUpdate) -> list[ChunkData]:
         match update:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from agentplex.client.protocol import Usage
+from agentplex.protocol import Usage
 
 PROTOCOL_VERSION = 1
 INVALID_PARAMS = -32602

@@ -11,33 +11,17 @@ message, answers to the agent's own requests, an in-band interrupt.
 
 from __future__ import annotations
 
-import enum
 import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from agentplex.client.protocol import ChunkKind, Stream, Usage
-
-
-class BackendMode(enum.StrEnum):
-    """How a backend carries a conversation across messages."""
-
-    TURN = "turn"
-    """One process per turn, continued through the agent's own resume id."""
-    LONG_LIVED = "long_lived"
-    """One process for the whole session, each message written to its stdin."""
-
-
-class PermissionPolicy(enum.StrEnum):
-    """What the daemon answers when an agent asks permission to use a tool."""
-
-    ASK = "ask"
-    """A person decides: the session waits in ``waiting_input`` for ``permit``."""
-    ALLOW = "allow"
-    DENY = "deny"
+# BackendMode and PermissionPolicy belong to the wire; re-exported for backend plugins.
+from agentplex.protocol import BackendMode as BackendMode
+from agentplex.protocol import Chunk, ChunkKind, Stream
+from agentplex.protocol import PermissionPolicy as PermissionPolicy
 
 
 @dataclass(frozen=True)
@@ -71,21 +55,9 @@ class SessionSpec:
     """A directory the backend may use for its own files (per daemon, not per session)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkData:
-    """One chunk as a driver sees it; the daemon adds session id, seq, stream and time."""
-
-    kind: ChunkKind
-    text: str
-    partial: bool = False
-    tool_name: str | None = None
-    tool_input: Any = None
-    is_error: bool = False
-    usage: Usage | None = None
-    cli_session_id: str | None = None
-    model: str | None = None
-    request_id: str | None = None
-    """For a ``permission_request``: what ``Driver.answer_permission`` needs to answer it."""
+ChunkData = Chunk
+"""What a driver returns: a :class:`Chunk` with only its own fields set (``kind``, ``text``
+and what the CLI said); the daemon adds session id, seq, stream and time."""
 
 
 class Driver:

@@ -21,9 +21,9 @@ from typing import Any
 
 import msgspec
 
-from agentplex.client.errors import NothingToAnswer
 from agentplex.plugins.api import ChunkData, PermissionPolicy
 from agentplex.plugins.stream_json import ClaudeStreamParser, permission_chunk
+from agentplex.protocol.errors import NothingToAnswer
 
 DENIED_BY_POLICY = "Denied by agentplex: the session's permission policy is deny."
 DENIED_BY_USER = "Denied by the user through agentplex."

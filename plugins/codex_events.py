@@ -21,10 +21,10 @@ from typing import Any
 
 import msgspec
 
-from agentplex.client.protocol import ChunkKind, Stream, Usage
 from agentplex.plugins.api import ChunkData, Driver
 from agentplex.plugins.json_lines import decode_line
 from agentplex.plugins.stream_json import tool_summary
+from agentplex.protocol import ChunkKind, Stream, Usage
 
 COMMAND_TOOL = "command_execution"
 """``tool_name`` of a shell command Codex ran (Codex's own name for the item)."""

@@ -19,7 +19,6 @@ from typing import Any
 
 import msgspec
 
-from agentplex.client.protocol import ChunkKind, Stream, Usage
 from agentplex.plugins.api import (
     BackendMode,
     Capabilities,
@@ -33,6 +32,7 @@ from agentplex.plugins.api import (
 )
 from agentplex.plugins.json_lines import decode_line
 from agentplex.plugins.stream_json import tool_summary
+from agentplex.protocol import ChunkKind, Stream, Usage
 
 PACKAGE = "@google/gemini-cli"
 INSTRUCTIONS_PREAMBLE = "Follow these instructions for the whole conversation:"

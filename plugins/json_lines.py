@@ -7,8 +7,8 @@ from typing import TypeVar
 
 import msgspec
 
-from agentplex.client.protocol import ChunkKind, Stream
 from agentplex.plugins.api import ChunkData
+from agentplex.protocol import ChunkKind, Stream
 
 T = TypeVar("T")
 

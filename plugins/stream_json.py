@@ -11,16 +11,15 @@ chunk naming the type.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import typing
 from typing import Any
 
 import msgspec
 
-from agentplex.client.protocol import ChunkKind, Stream, Usage
 from agentplex.plugins.api import ChunkData, Driver
 from agentplex.plugins.json_lines import decode_line
+from agentplex.protocol import ChunkKind, Stream, Usage
 
 SUMMARY_CHARS = 160
 """Longest one-line summary of a tool call."""
@@ -155,7 +154,7 @@ class ClaudeStreamParser(Driver):
         chunks = self._chunks(known)
         if known.session_id is None:
             return chunks
-        return [dataclasses.replace(c, cli_session_id=known.session_id) for c in chunks]
+        return [msgspec.structs.replace(c, cli_session_id=known.session_id) for c in chunks]
 
     def permission_request(
         self, request_id: str | None, tool_name: str, tool_input: Any

@@ -13,9 +13,9 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from agentplex.client.errors import NothingToAnswer, QueueFull, SessionEnded
-from agentplex.client.protocol import SessionStatus, Stream
 from agentplex.plugins.api import Driver, PermissionPolicy
+from agentplex.protocol import SessionStatus, Stream
+from agentplex.protocol.errors import NothingToAnswer, QueueFull, SessionEnded
 from agentplex.supervisor.chunks import BatchOutcome
 from agentplex.supervisor.output import Line, pump_lines
 from agentplex.supervisor.process_group import Child, signal_group

@@ -8,8 +8,6 @@ from importlib.metadata import entry_points
 
 import structlog
 
-from agentplex.client.errors import UnknownBackend
-from agentplex.client.protocol import BackendInfo
 from agentplex.plugins.acp import AcpBackend
 from agentplex.plugins.api import Backend
 from agentplex.plugins.claude import ClaudeBackend
@@ -17,6 +15,8 @@ from agentplex.plugins.codex import CodexBackend
 from agentplex.plugins.demo import DemoBackend
 from agentplex.plugins.exec_backend import ExecBackend
 from agentplex.plugins.gemini import GeminiBackend
+from agentplex.protocol import BackendInfo
+from agentplex.protocol.errors import UnknownBackend
 
 ENTRY_POINT_GROUP = "agentplex.backends"
 

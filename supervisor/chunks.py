@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import anyio
 import msgspec
 
-from agentplex.client.protocol import Chunk, ChunkBatch, ChunkKind, Stream, Usage, encode
 from agentplex.plugins.api import ChunkData, Driver
+from agentplex.protocol import ChunkBatch, ChunkKind, Stream, Usage, encode
 from agentplex.supervisor.events import EventPublisher
 from agentplex.supervisor.history import ChunkHistory, Entry
 from agentplex.supervisor.metrics import Metrics
@@ -154,26 +154,12 @@ class ChunkStream:
         if data.kind is ChunkKind.RESULT and data.usage is not None:
             self.usage = _add_usage(self.usage, data.usage)
             self.metrics.turn_usage(self.backend_id, data.usage)
-        payload = encode(
-            Chunk(
-                session_id=self.session_id,
-                seq=self.seq,
-                stream=stream,
-                kind=data.kind,
-                text=data.text,
-                ts=now,
-                turn=turn,
-                partial=data.partial,
-                tool_name=data.tool_name,
-                tool_input=data.tool_input,
-                is_error=data.is_error,
-                usage=data.usage,
-                cli_session_id=data.cli_session_id,
-                model=data.model,
-                request_id=data.request_id,
-                b64=b64,
-            )
+        chunk = msgspec.structs.replace(
+            data, session_id=self.session_id, seq=self.seq, stream=stream, ts=now, turn=turn
         )
+        if b64 is not None:
+            chunk = msgspec.structs.replace(chunk, b64=b64)
+        payload = encode(chunk)
         return self.seq, self.seq, payload
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-from agentplex.client.paths import RuntimePaths, default_runtime_dir, default_state_dir
+from agentplex.protocol.paths import RuntimePaths, default_runtime_dir, default_state_dir
 
 DEFAULT_ENV_ALLOWLIST = (
     "PATH",

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from agentplex.client.errors import ConfigError
+from agentplex.protocol.errors import ConfigError
 from agentplex.supervisor.config import Config
 from agentplex.supervisor.config_schema import (
     BACKEND_VARIABLE,

@@ -11,15 +11,7 @@ import zmq
 import zmq.asyncio
 from anyio.abc import TaskStatus
 
-from agentplex.client.errors import (
-    AgentplexError,
-    BadRequest,
-    FrameTooLarge,
-    InternalError,
-    UnknownRequestType,
-    UnsupportedVersion,
-)
-from agentplex.client.protocol import (
+from agentplex.protocol import (
     MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
     Backends,
@@ -55,6 +47,14 @@ from agentplex.client.protocol import (
     encode,
     envelope_decoder,
     request_decoder,
+)
+from agentplex.protocol.errors import (
+    AgentplexError,
+    BadRequest,
+    FrameTooLarge,
+    InternalError,
+    UnknownRequestType,
+    UnsupportedVersion,
 )
 from agentplex.supervisor.manager import SessionManager
 

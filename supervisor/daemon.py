@@ -16,8 +16,8 @@ import zmq
 import zmq.asyncio
 from anyio.abc import TaskGroup, TaskStatus
 
-from agentplex.client.errors import DaemonAlreadyRunning, MetricsUnavailable
-from agentplex.client.protocol import PROTOCOL_VERSION, DaemonInfo, SessionInfo
+from agentplex.protocol import PROTOCOL_VERSION, DaemonInfo, SessionInfo
+from agentplex.protocol.errors import DaemonAlreadyRunning, MetricsUnavailable
 from agentplex.supervisor import _linux
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.config import Config

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import anyio
 import zmq
 
-from agentplex.client.protocol import (
+from agentplex.protocol import (
     ActiveChanged,
     Event,
     Heartbeat,

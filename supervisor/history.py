@@ -15,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from agentplex.client.protocol import Footer
+from agentplex.protocol import Footer
 
 INDEX_EVERY = 256
 """Index about one chunk in this many (its seq and its record's offset in the transcript)."""

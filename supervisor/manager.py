@@ -8,15 +8,15 @@ import uuid
 import anyio
 from anyio.abc import TaskGroup
 
-from agentplex.client.errors import (
+from agentplex.plugins.api import Backend, BackendMode, PermissionPolicy, SessionSpec
+from agentplex.protocol import Header, Start
+from agentplex.protocol.errors import (
     BackendUnavailable,
     EmptyPrompt,
     InvalidArgument,
     SpawnFailed,
     TooManySessions,
 )
-from agentplex.client.protocol import Header, Start
-from agentplex.plugins.api import Backend, BackendMode, PermissionPolicy, SessionSpec
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.personas import Persona, PersonaRegistry
 from agentplex.supervisor.registry import SessionRegistry
@@ -190,25 +190,16 @@ def _persona_backend(persona: Persona | None) -> str:
     return (persona.backend if persona else None) or DEFAULT_BACKEND
 
 
-def _mode(requested: str | None, backend: Backend) -> BackendMode:
+def _mode(requested: BackendMode | None, backend: Backend) -> BackendMode:
     if requested is None:
         return backend.modes[0]
-    try:
-        mode = BackendMode(requested)
-    except ValueError:
-        raise InvalidArgument(f"unknown mode {requested!r} (turn or long_lived)") from None
-    if mode not in backend.modes:
+    if requested not in backend.modes:
         supported = ", ".join(m.value for m in backend.modes)
         raise InvalidArgument(f"backend {backend.id!r} runs only in: {supported}")
-    return mode
+    return requested
 
 
-def _policy(requested: str | None, persona: Persona | None) -> PermissionPolicy:
-    if requested is None:
-        return persona.permission_policy if persona else PermissionPolicy.ASK
-    try:
-        return PermissionPolicy(requested)
-    except ValueError:
-        raise InvalidArgument(
-            f"unknown permission policy {requested!r} (ask, allow or deny)"
-        ) from None
+def _policy(requested: PermissionPolicy | None, persona: Persona | None) -> PermissionPolicy:
+    if requested is not None:
+        return requested
+    return persona.permission_policy if persona else PermissionPolicy.ASK

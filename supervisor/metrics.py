@@ -21,8 +21,8 @@ import anyio
 import structlog
 from anyio.abc import Listener, SocketAttribute, SocketStream
 
-from agentplex.client.errors import MetricsUnavailable
-from agentplex.client.protocol import SessionInfo, Usage
+from agentplex.protocol import SessionInfo, Usage
+from agentplex.protocol.errors import MetricsUnavailable
 from agentplex.supervisor.resources import TreeSampler, TreeUsage, daemon_usage
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -14,7 +14,7 @@ from collections.abc import MutableMapping, Sequence
 import anyio
 import structlog
 
-from agentplex.client.protocol import SessionInfo, SessionStatus
+from agentplex.protocol import SessionInfo, SessionStatus
 
 log = structlog.get_logger(__name__)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from agentplex.client.errors import UnknownPersona
-from agentplex.client.protocol import PersonaInfo
 from agentplex.plugins.api import PermissionPolicy
+from agentplex.protocol import PersonaInfo
+from agentplex.protocol.errors import UnknownPersona
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "plugins" / "personas"
 
@@ -120,7 +120,7 @@ class PersonaRegistry:
                 backend=persona.backend,
                 model=persona.model,
                 allowed_tools=persona.allowed_tools,
-                permission_policy=persona.permission_policy.value,
+                permission_policy=persona.permission_policy,
                 source=str(path),
             )
             for persona, path in self._personas.values()

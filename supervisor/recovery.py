@@ -18,8 +18,8 @@ import msgspec
 import psutil
 import structlog
 
-from agentplex.client.protocol import Recovered, SessionStatus
-from agentplex.plugins.api import BackendMode, PermissionPolicy, SessionSpec
+from agentplex.plugins.api import SessionSpec
+from agentplex.protocol import Recovered, SessionStatus
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.history import scan_transcript
 from agentplex.supervisor.resources import start_time
@@ -70,12 +70,12 @@ def _rebuild(record: SessionRecord, backends: BackendRegistry, context: SessionC
     spec = SessionSpec(
         session_id=info.id,
         cwd=Path(info.cwd),
-        mode=BackendMode(info.mode),
+        mode=info.mode,
         persona=info.persona,
         instructions=record.instructions,
         model=info.model,
         allowed_tools=tuple(record.allowed_tools),
-        permission_policy=PermissionPolicy(record.permission_policy),
+        permission_policy=record.permission_policy,
         command=tuple(record.command),
         env=record.env,
         scratch_dir=context.config.scratch_dir,

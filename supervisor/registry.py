@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agentplex.client.errors import AmbiguousSession, NoActiveSession, UnknownSession
-from agentplex.client.protocol import SessionInfo
+from agentplex.protocol import SessionInfo
+from agentplex.protocol.errors import AmbiguousSession, NoActiveSession, UnknownSession
 from agentplex.supervisor.session import Session
 
 

@@ -12,14 +12,13 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
-from agentplex.client.errors import (
-    NothingToAnswer,
-    QueueFull,
-    SessionEnded,
-    SpawnFailed,
-    TranscriptFailed,
+from agentplex.plugins.api import (
+    Backend,
+    BackendMode,
+    ChunkData,
+    SessionSpec,
 )
-from agentplex.client.protocol import (
+from agentplex.protocol import (
     ChunkKind,
     Footer,
     MessageIn,
@@ -30,11 +29,12 @@ from agentplex.client.protocol import (
     SessionStatus,
     Stream,
 )
-from agentplex.plugins.api import (
-    Backend,
-    BackendMode,
-    ChunkData,
-    SessionSpec,
+from agentplex.protocol.errors import (
+    NothingToAnswer,
+    QueueFull,
+    SessionEnded,
+    SpawnFailed,
+    TranscriptFailed,
 )
 from agentplex.supervisor.agent_process import AgentProcess
 from agentplex.supervisor.chunks import BatchOutcome, ChunkStream
@@ -145,7 +145,7 @@ class Session:
             persona_icon=self.persona_icon,
             rss_bytes=self.resources.rss_bytes if self.resources else None,
             cpu_percent=self.resources.cpu_percent if self.resources else None,
-            mode=self.spec.mode.value,
+            mode=self.spec.mode,
             model=self.spec.model,
             pid=self._process.child.pid if self._process else self.adopted_pid,
             cli_session_id=self.chunks.cli_session_id,
@@ -167,7 +167,7 @@ class Session:
             command=list(spec.command),
             instructions=spec.instructions,
             allowed_tools=list(spec.allowed_tools),
-            permission_policy=spec.permission_policy.value,
+            permission_policy=spec.permission_policy,
             resume_id=self.resume_id,
             pid_started_at=self.pid_started_at,
         )

@@ -20,7 +20,7 @@ import anyio.to_thread
 import msgspec
 import structlog
 
-from agentplex.client.protocol import SessionInfo
+from agentplex.protocol import PermissionPolicy, SessionInfo
 from agentplex.supervisor.durable import sync_and_close
 
 log = structlog.get_logger(__name__)
@@ -40,7 +40,7 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     command: list[str] = []
     instructions: str | None = None
     allowed_tools: list[str] = []
-    permission_policy: str = "ask"
+    permission_policy: PermissionPolicy = PermissionPolicy.ASK
     resume_id: str | None = None
     pid_started_at: float | None = None
     """The process's start time in seconds since boot (``resources.start_time``), to prove

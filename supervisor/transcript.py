@@ -7,8 +7,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from agentplex.client.errors import TranscriptFailed
-from agentplex.client.protocol import Record, encode
+from agentplex.protocol import Record, encode
+from agentplex.protocol.errors import TranscriptFailed
 from agentplex.supervisor.durable import Flusher, sync_and_close
 
 

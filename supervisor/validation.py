@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from agentplex.client.errors import BadCwd, EmptyPrompt, InvalidArgument, InvalidName
+from agentplex.protocol.errors import BadCwd, EmptyPrompt, InvalidArgument, InvalidName
 
 MAX_NAME = 128
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import psutil
 
+from agentplex import protocol as p
 from agentplex.client import Client, SyncSubscription
-from agentplex.client import protocol as p
 
 READY_TIMEOUT = 20.0
 
@@ -50,7 +50,7 @@ class DaemonProcess:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``agentplex ARGS`` against this daemon."""
         return subprocess.run(
-            [sys.executable, "-m", "agentplex.client.cli", *args],
+            [sys.executable, "-m", "agentplex.cli.main", *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -105,7 +105,7 @@ def start_daemon(
             *(wrapper or []),
             sys.executable,
             "-m",
-            "agentplex.client.cli",
+            "agentplex.cli.main",
             "daemon",
             "--log-format",
             "json",

@@ -23,12 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import DaemonProcess, is_chunk, next_event
 
+from agentplex import protocol as p
 from agentplex.client import Client, SyncSubscription
-from agentplex.client import protocol as p
-from agentplex.client.errors import NothingToAnswer
-from agentplex.client.protocol import ChunkKind, Stream, Usage
 from agentplex.plugins.acp import AcpBackend, AcpDriver
 from agentplex.plugins.api import BackendMode, ChunkData, PermissionPolicy, SessionSpec
+from agentplex.protocol import ChunkKind, Stream, Usage
+from agentplex.protocol.errors import NothingToAnswer
 
 SID = "7e19406e-c515-4630-a639-10ed772658cc"
 TOOL_ID = "run_shell_command__run_shell_command_1795282922405_0"

@@ -23,14 +23,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import DaemonProcess, is_chunk, next_event
 
+from agentplex import protocol as p
 from agentplex.client import Client, SyncSubscription
-from agentplex.client import protocol as p
-from agentplex.client.errors import NothingToAnswer
 from agentplex.plugins import claude as claude_module
 from agentplex.plugins.api import BackendMode, ChunkData, PermissionPolicy, SessionSpec
 from agentplex.plugins.claude import ClaudeBackend
 from agentplex.plugins.claude_driver import DENIED_BY_POLICY, DENIED_BY_USER, ClaudeDriver
 from agentplex.plugins.stream_json import ClaudeStreamParser
+from agentplex.protocol.errors import NothingToAnswer
 
 REPO = Path(__file__).resolve().parents[2]
 SID = "59e9194b-823f-44b3-a954-16e7f27175b8"

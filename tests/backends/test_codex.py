@@ -22,8 +22,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from support import DaemonProcess, is_chunk, next_event
 
+from agentplex import protocol as p
 from agentplex.client import Client, SyncSubscription
-from agentplex.client import protocol as p
 from agentplex.plugins.api import ChunkData, PermissionPolicy, SessionSpec
 from agentplex.plugins.codex import CodexBackend, toml_string
 from agentplex.plugins.codex_events import COMMAND_TOOL, CodexEventParser

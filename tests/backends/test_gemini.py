@@ -24,11 +24,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import DaemonProcess, descendants_with_marker, is_chunk, next_event
 
+from agentplex import protocol as p
 from agentplex.client import Client, SyncSubscription
-from agentplex.client import protocol as p
-from agentplex.client.protocol import ChunkKind, Stream, Usage
 from agentplex.plugins.api import ChunkData, PermissionPolicy, SessionSpec
 from agentplex.plugins.gemini import INSTRUCTIONS_PREAMBLE, GeminiBackend, GeminiStreamParser
+from agentplex.protocol import ChunkKind, Stream, Usage
 
 MODEL = "gemini-2.5-flash"
 """A fixed model keeps Gemini's router (an extra model call per turn) out of the way."""

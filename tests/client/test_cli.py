@@ -27,13 +27,13 @@ import msgspec
 import pytest
 from support import DaemonProcess, is_chunk, next_event, start_daemon
 
+from agentplex import protocol as p
 from agentplex.client import Client
-from agentplex.client import errors as e
-from agentplex.client import protocol as p
 from agentplex.client.transcripts import read_chunks, read_records
 from agentplex.plugins.demo_agent import compose
+from agentplex.protocol import errors as e
 
-CLI = [sys.executable, "-m", "agentplex.client.cli"]
+CLI = [sys.executable, "-m", "agentplex.cli.main"]
 CLI_TIMEOUT = 30.0
 WAIT = 20.0
 CAT = ["--", "cat"]

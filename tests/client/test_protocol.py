@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from support import session_info
 
 import agentplex.client
-from agentplex.client import errors as e
-from agentplex.client import protocol as p
-from agentplex.client.cli import EPILOG
+from agentplex import protocol as p
+from agentplex.cli.main import EPILOG
+from agentplex.protocol import errors as e
 
 UNIONS = {
     "request": (p.Request, p.request_decoder),

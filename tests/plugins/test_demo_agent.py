@@ -18,9 +18,9 @@ from typing import IO, Any
 
 import pytest
 
-from agentplex.client.protocol import ChunkKind, Stream
 from agentplex.plugins.api import Backend, ChunkData, SessionSpec
 from agentplex.plugins.demo import DemoBackend
+from agentplex.protocol import ChunkKind, Stream
 
 DEMO = [sys.executable, "-m", "agentplex.plugins.demo_agent"]
 FLAGS = ["--output-format", "stream-json", "--verbose", "--include-partial-messages"]

@@ -12,9 +12,9 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentplex.client.protocol import ChunkKind, Stream, Usage
 from agentplex.plugins.api import ChunkData
 from agentplex.plugins.stream_json import ClaudeStreamParser, tool_summary
+from agentplex.protocol import ChunkKind, Stream, Usage
 
 SID = "8bcc925a-…"
 

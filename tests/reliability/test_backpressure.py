@@ -10,8 +10,8 @@ import psutil
 import zmq
 from support import DaemonProcess, next_event
 
+from agentplex import protocol as p
 from agentplex.client import AsyncClient, Client
-from agentplex.client import protocol as p
 
 LINES = 400_000
 FLOOD = f"import sys\nfor i in range({LINES}):\n    sys.stdout.write(f'{{i:>99}}\\n')\n"

@@ -15,8 +15,8 @@ from pathlib import Path
 import anyio
 from support import DaemonProcess, descendants_with_marker, start_daemon
 
+from agentplex import protocol as p
 from agentplex.client import AsyncClient
-from agentplex.client import protocol as p
 from agentplex.client.transcripts import TranscriptDamage, read_chunks, read_records
 
 SESSIONS_PER_ROUND = 20

@@ -10,10 +10,10 @@ import psutil
 import pytest
 from support import DaemonProcess, descendants_with_marker, is_chunk, next_event, start_daemon
 
+from agentplex import protocol as p
 from agentplex.client import Client
-from agentplex.client import errors as e
-from agentplex.client import protocol as p
 from agentplex.client.transcripts import read_chunks
+from agentplex.protocol import errors as e
 
 BINARY = b"\xff\xfe caf\xc3\xa9 \x00\x01\x80 end"
 

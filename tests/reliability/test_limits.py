@@ -7,7 +7,7 @@ from pathlib import Path
 
 from support import DaemonProcess, descendants_with_marker, next_event, start_daemon
 
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 from agentplex.client.transcripts import read_records
 
 FORK_BOMB = (

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import DaemonProcess
 
+from agentplex import protocol as p
 from agentplex.client import Client
-from agentplex.client import protocol as p
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

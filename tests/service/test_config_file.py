@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from agentplex.client.errors import EXIT_CONFIG, ConfigError
+from agentplex.protocol.errors import EXIT_CONFIG, ConfigError
 from agentplex.supervisor.config import Config
 from agentplex.supervisor.config_file import export_to_environment, load
 from agentplex.supervisor.config_schema import EXPLICIT_KEYS, KEYS, NOT_KEYS, daemon_section
@@ -163,7 +163,7 @@ def run_cli(base: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
     environ.update(env)
     environ = {k: v for k, v in environ.items() if v}
     return subprocess.run(
-        [sys.executable, "-m", "agentplex.client.cli", *args],
+        [sys.executable, "-m", "agentplex.cli.main", *args],
         env=environ,
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ from support import DaemonProcess
 
 def doctor(env: dict[str, str]) -> tuple[int, dict[str, dict[str, str]]]:
     done = subprocess.run(
-        [sys.executable, "-m", "agentplex.client.cli", "doctor", "--json"],
+        [sys.executable, "-m", "agentplex.cli.main", "doctor", "--json"],
         env=env,
         capture_output=True,
         text=True,

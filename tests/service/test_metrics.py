@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import DaemonProcess, session_info, start_daemon
 
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 from agentplex.supervisor.metrics import CONTENT_TYPE, Metrics
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -95,7 +95,7 @@ def test_a_taken_port_fails_the_start_in_one_line(short_tmp: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "agentplex.client.cli", "daemon", "--metrics-port", str(port)],
+            [sys.executable, "-m", "agentplex.cli.main", "daemon", "--metrics-port", str(port)],
             env=dict(
                 os.environ,
                 AGENTPLEX_RUNTIME_DIR=str(short_tmp / "run"),

@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 from support import is_chunk, next_event, start_daemon
 
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 from agentplex.supervisor.notify import Notifier, describe_sessions
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from support import DaemonProcess, start_daemon
 
-from agentplex.client.admin import parse_before
-from agentplex.client.errors import InvalidArgument
+from agentplex.cli.admin import parse_before
+from agentplex.protocol.errors import InvalidArgument
 from agentplex.supervisor.retention import RetentionPolicy, apply_policy, purge, select
 
 DAY = 86400.0

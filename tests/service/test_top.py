@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 from support import DaemonProcess, session_info
 
-from agentplex.client import protocol as p
-from agentplex.client.top import TopView
+from agentplex import protocol as p
+from agentplex.cli.top import TopView
 
 ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -29,7 +29,7 @@ class Terminal:
         self.master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agentplex.client.cli", "top", *args],
+            [sys.executable, "-m", "agentplex.cli.main", "top", *args],
             env=dict(daemon.env, TERM="xterm"),
             stdin=slave,
             stdout=slave,

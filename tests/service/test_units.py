@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support import REPO
 
-from agentplex.client.service import SHIPPED_EXEC, render, this_exec_start
+from agentplex.cli.service import SHIPPED_EXEC, render, this_exec_start
 
 SHIPPED = {
     "user": REPO / "systemd" / "agentplex.service",
@@ -42,7 +42,7 @@ def install(tmp: Path, *args: str, path: str | None = None) -> subprocess.Comple
     if path is not None:
         env["PATH"] = path
     return subprocess.run(
-        [sys.executable, "-m", "agentplex.client.cli", "service", "install", *args],
+        [sys.executable, "-m", "agentplex.cli.main", "service", "install", *args],
         capture_output=True,
         text=True,
         timeout=60,

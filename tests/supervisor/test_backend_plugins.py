@@ -7,7 +7,7 @@ from pathlib import Path
 
 from support import is_chunk, next_event, start_daemon
 
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 
 PLUGIN = '''
 from agentplex.plugins.api import BackendMode, Capabilities, Driver, Located

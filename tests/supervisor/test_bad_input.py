@@ -11,9 +11,9 @@ import pytest
 import zmq
 from support import DaemonProcess, is_chunk, next_event
 
+from agentplex import protocol as p
 from agentplex.client import AsyncClient, Client
-from agentplex.client import errors as e
-from agentplex.client import protocol as p
+from agentplex.protocol import errors as e
 
 CAT = ["cat"]
 

@@ -6,8 +6,8 @@ import sys
 
 from support import DaemonProcess, next_event
 
+from agentplex import protocol as p
 from agentplex.client import Client
-from agentplex.client import protocol as p
 from agentplex.client.transcripts import read_chunks
 
 COUNTER = (

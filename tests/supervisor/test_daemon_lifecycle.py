@@ -24,7 +24,7 @@ def test_a_second_daemon_on_the_same_runtime_dir_is_refused_in_one_line(
     daemon: DaemonProcess,
 ) -> None:
     second = subprocess.run(
-        [sys.executable, "-m", "agentplex.client.cli", "daemon"],
+        [sys.executable, "-m", "agentplex.cli.main", "daemon"],
         env=daemon.env,
         capture_output=True,
         text=True,

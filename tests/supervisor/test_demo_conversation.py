@@ -7,8 +7,8 @@ from pathlib import Path
 
 from support import is_chunk, next_event, start_daemon
 
+from agentplex import protocol as p
 from agentplex.client import Client
-from agentplex.client import protocol as p
 
 
 def test_a_demo_session_continued_with_three_sends_keeps_one_conversation(client: Client) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from support import is_chunk, next_event, start_daemon
 
-from agentplex.client import errors as e
-from agentplex.client import protocol as p
+from agentplex import protocol as p
+from agentplex.protocol import errors as e
 
 PRINT_ENV = "import os, json\nprint(json.dumps(dict(os.environ)), flush=True)\ninput()"
 

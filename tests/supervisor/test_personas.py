@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from support import is_chunk, next_event, start_daemon
 
-from agentplex.client import errors as e
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 from agentplex.plugins.api import PermissionPolicy
+from agentplex.protocol import errors as e
 from agentplex.supervisor.personas import BUILTIN_DIR, PersonaRegistry, TemplateLoader
 
 

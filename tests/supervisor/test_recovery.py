@@ -14,8 +14,8 @@ import psutil
 import pytest
 from support import DaemonProcess, descendants_with_marker, is_chunk, next_event, start_daemon
 
+from agentplex import protocol as p
 from agentplex.client import AsyncClient
-from agentplex.client import protocol as p
 from agentplex.client.transcripts import TranscriptDamage, read_records
 
 GRANDCHILD = (

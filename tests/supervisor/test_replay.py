@@ -8,8 +8,8 @@ from pathlib import Path
 import anyio
 from support import DaemonProcess, is_chunk, next_event, start_daemon
 
+from agentplex import protocol as p
 from agentplex.client import AsyncClient, Client
-from agentplex.client import protocol as p
 
 FLOOD = "import sys\nfor i in range({n}):\n    sys.stdout.write(f'line {{i}}\\n')\n"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 from support import session_info, start_daemon
 
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 from agentplex.supervisor.table import (
     COMPACT_SLACK,
     JOURNAL_FILE,

@@ -8,8 +8,8 @@ import anyio
 import psutil
 from support import DaemonProcess, descendants_with_marker, is_chunk, next_event
 
+from agentplex import protocol as p
 from agentplex.client import AsyncClient, Client
-from agentplex.client import protocol as p
 from agentplex.client.transcripts import read_records
 
 ESCAPING_GRANDCHILD = """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentplex.client import errors as e
+from agentplex.protocol import errors as e
 from agentplex.supervisor.validation import (
     MAX_NAME,
     build_environment,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, TextIO
 import anyio
 import msgspec
 
-from agentplex.client import protocol as p
+from agentplex import protocol as p
 from agentplex.client.async_client import AsyncClient
 
 if TYPE_CHECKING:

@@ -10,12 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+from agentplex.cli.render import ChunkPrinter
 from agentplex.client.async_client import check_daemon_running
-from agentplex.client.errors import AgentplexError, ConfigError, DaemonNotRunning
-from agentplex.client.paths import RuntimePaths, default_runtime_dir
-from agentplex.client.protocol import ChunkKind
-from agentplex.client.render import ChunkPrinter
 from agentplex.client.sync_client import Client
+from agentplex.protocol import ChunkKind
+from agentplex.protocol.errors import AgentplexError, ConfigError, DaemonNotRunning
+from agentplex.protocol.paths import RuntimePaths, default_runtime_dir
 
 DEMO_PROMPTS = (
     "Hello! What are you?",
@@ -94,7 +94,7 @@ def _converse(client: Client, turns: int) -> None:
 
 
 def _spawn_daemon(paths: RuntimePaths, state_dir: str | None) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "agentplex.client.cli", "daemon", "--log-level", "warning"]
+    argv = [sys.executable, "-m", "agentplex.cli.main", "daemon", "--log-level", "warning"]
     if state_dir:
         argv += ["--state-dir", state_dir]
     env = dict(os.environ, AGENTPLEX_RUNTIME_DIR=str(paths.runtime_dir))

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from agentplex.client.protocol import Chunk, ChunkKind, SessionInfo, Stream, encode
+from agentplex.protocol import Chunk, ChunkKind, SessionInfo, Stream, encode
 
 
 def session_table(sessions: list[SessionInfo], active: str | None) -> str:

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from agentplex.client.errors import AgentplexError, ConfigError, DaemonNotRunning
-from agentplex.client.paths import (
+from agentplex.protocol.errors import AgentplexError, ConfigError, DaemonNotRunning
+from agentplex.protocol.paths import (
     RuntimePaths,
     default_runtime_dir,
     default_state_dir,

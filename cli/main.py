@@ -12,12 +12,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from agentplex.client import admin, doctor, service, top
-from agentplex.client import protocol as p
-from agentplex.client.errors import EXIT_USAGE, AgentplexError, ConfigError, InvalidArgument
-from agentplex.client.render import ChunkPrinter, session_table
+from agentplex import protocol as p
+from agentplex.cli import admin, doctor, service, top
+from agentplex.cli.render import ChunkPrinter, session_table
 from agentplex.client.sync_client import Client
 from agentplex.client.transcripts import read_records
+from agentplex.protocol.errors import EXIT_USAGE, AgentplexError, ConfigError, InvalidArgument
 
 EXIT_INTERRUPTED = 130
 
@@ -377,7 +377,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command in LOCAL_COMMANDS:
         return _run_local(args)
     if args.command in ("daemon", "demo"):
-        from agentplex.client import local
+        from agentplex.cli import local
 
         return local.run_daemon(args) if args.command == "daemon" else local.run_demo(args)
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from string import Template
 from typing import Literal
 
-from agentplex.client.errors import ServiceError
+from agentplex.protocol.errors import ServiceError
 
 Scope = Literal["user", "system"]
 SHIPPED_EXEC = "/usr/bin/env agentplex"
@@ -120,7 +120,7 @@ def this_exec_start() -> str:
     script = Path(sys.executable).parent / "agentplex"
     if os.access(script, os.X_OK) and _runs_this_interpreter(script):
         return _quote(str(script))
-    return f"{_quote(sys.executable)} -m agentplex.client.cli"
+    return f"{_quote(sys.executable)} -m agentplex.cli.main"
 
 
 def _runs_this_interpreter(script: Path) -> bool:

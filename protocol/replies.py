@@ -1,0 +1,109 @@
+"""Control replies: one frame per request, carrying the request's ``id``."""
+
+from __future__ import annotations
+
+import msgspec
+
+from agentplex.protocol.values import (
+    BackendInfo,
+    DaemonInfo,
+    PersonaInfo,
+    SessionInfo,
+    Tagged,
+)
+
+
+class _Reply(Tagged, frozen=True, kw_only=True):
+    id: int = 0
+
+
+class Started(_Reply, frozen=True, tag="started"):
+    session: SessionInfo
+
+
+class Sent(_Reply, frozen=True, tag="sent"):
+    session_id: str
+    queued: int = 0
+
+
+class Interrupted(_Reply, frozen=True, tag="interrupted"):
+    session_id: str
+
+
+class Terminated(_Reply, frozen=True, tag="terminated"):
+    session: SessionInfo
+    escalated: bool = False
+
+
+class Sessions(_Reply, frozen=True, tag="sessions"):
+    sessions: list[SessionInfo]
+    active: str | None = None
+
+
+class Described(_Reply, frozen=True, tag="described"):
+    session: SessionInfo
+
+
+class Switched(_Reply, frozen=True, tag="switched"):
+    session_id: str
+
+
+class Backends(_Reply, frozen=True, tag="backends"):
+    backends: list[BackendInfo]
+
+
+class Permitted(_Reply, frozen=True, tag="permitted"):
+    session_id: str
+    request_id: str
+
+
+class Replayed(_Reply, frozen=True, tag="replayed"):
+    """One page of chunks (``agent.chunk`` or ``agent.chunks`` objects, in seq order; the
+    first may begin before ``from_seq``) and where the session stands.
+
+    ``last_seq`` is the session's newest seq; more pages follow while the last chunk's
+    seq is below it. ``ended`` says no chunk will ever follow ``last_seq``.
+    """
+
+    session_id: str
+    chunks: list[msgspec.Raw]
+    last_seq: int
+    ended: bool
+
+
+class Personas(_Reply, frozen=True, tag="personas"):
+    personas: list[PersonaInfo]
+    problems: list[str] = []
+
+
+class Synced(_Reply, frozen=True, tag="synced"):
+    token: str
+
+
+class Pong(_Reply, frozen=True, tag="pong"):
+    daemon: DaemonInfo
+
+
+class Error(_Reply, frozen=True, tag="error"):
+    """A request failed; ``code`` is stable and names the condition."""
+
+    code: str
+    message: str
+
+
+Reply = (
+    Started
+    | Sent
+    | Interrupted
+    | Terminated
+    | Sessions
+    | Described
+    | Switched
+    | Permitted
+    | Replayed
+    | Backends
+    | Personas
+    | Synced
+    | Pong
+    | Error
+)

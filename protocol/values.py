@@ -1,0 +1,93 @@
+"""The values messages carry: versions, limits, usage and the info snapshots."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from agentplex.protocol.enums import BackendMode, PermissionPolicy, SessionStatus
+
+PROTOCOL_VERSION: Final = 1
+MAX_FRAME_BYTES: Final = 1 << 20
+"""Largest control frame the daemon accepts; larger ones get a ``frame_too_large`` error."""
+
+
+class Tagged(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
+    """Base of every tagged message."""
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Token and cost figures a CLI reports for a turn (or totals for a session)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    duration_ms: int | None = None
+
+
+class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of one session, as ``list`` and events report it."""
+
+    id: str
+    backend: str
+    persona: str | None
+    tag: str | None
+    cwd: str
+    status: SessionStatus
+    created_at: float
+    persona_icon: str | None = None
+    mode: BackendMode = BackendMode.TURN
+    model: str | None = None
+    rss_bytes: int | None = None
+    """Resident memory of all its processes, sampled every ``limit_interval``."""
+    cpu_percent: float | None = None
+    """CPU of all its processes since the previous sample (100 = one core)."""
+    pid: int | None
+    cli_session_id: str | None
+    turns: int
+    chunks: int
+    transcript: str
+    queued: int = 0
+    exit_code: int | None = None
+    ended_reason: str | None = None
+    usage: Usage = Usage()
+
+
+class BackendInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One registered backend plugin and what it can do."""
+
+    id: str
+    modes: list[str]
+    description: str
+    available: bool
+    capabilities: list[str] = []
+    executable: str | None = None
+    version: str | None = None
+    problem: str | None = None
+
+
+class PersonaInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One persona template."""
+
+    name: str
+    icon: str
+    description: str
+    backend: str | None
+    model: str | None
+    allowed_tools: list[str]
+    permission_policy: PermissionPolicy
+    source: str
+
+
+class DaemonInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Who answered: the daemon's identity and where it keeps things."""
+
+    pid: int
+    version: str
+    protocol: int
+    runtime_dir: str
+    state_dir: str
+    started_at: float
+    sessions: int
