@@ -30,13 +30,14 @@ place a daemon; every command honours them, so isolated daemons can run side by 
 
 exit codes: 0 ok, 2 bad input, 3 no such session, 4 session state forbids it,
 69 daemon (or systemd, metrics port) unavailable, 70 internal error, 74 transcript not
-writable, 75 timeout, 78 bad configuration, 130 interrupted by Ctrl-C.
+writable, 75 timeout, 76 unreadable daemon reply, 77 not permitted for the caller's role,
+78 bad configuration, 130 interrupted by Ctrl-C.
 
 examples:
   agentplex daemon &                          # run the daemon (foreground; systemd-friendly)
   id=$(agentplex start --backend demo "hello")
   agentplex attach $id                        # history, then live output
-  agentplex send -s ${id:0:6} "tell me more"
+  agentplex send ${id:0:6} "tell me more"     # or: send -s ID MESSAGE
   agentplex start --backend exec --tag build -- make -j2
   agentplex events --json | jq .              # NDJSON for editor plugins
 """
@@ -107,9 +108,22 @@ def _add_start(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _add_session_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    s = sub.add_parser("send", help="send a message to a session")
+    s = sub.add_parser(
+        "send",
+        help="send a message to a session",
+        usage=SEND_USAGE,
+        epilog=SEND_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--session", "-s", help="session id or prefix (default: the active one)")
-    s.add_argument("message", help="the message")
+    # Both "send ID MESSAGE" (what people type first) and "send -s ID MESSAGE";
+    # parse_args() sorts the one or two words into session and message.
+    s.add_argument(
+        "words",
+        nargs="+",
+        metavar="[SESSION] MESSAGE",
+        help="the message, optionally preceded by the session id or prefix",
+    )
     for name, helptext in (
         ("interrupt", "interrupt a session's running turn (SIGINT to its group)"),
         ("switch", "make a session the active one"),
@@ -352,6 +366,32 @@ def _run_local(args: argparse.Namespace) -> int:
         return 0
 
 
+SEND_USAGE = "agentplex send [-h] [-s SESSION] MESSAGE\n       agentplex send [-h] SESSION MESSAGE"
+SEND_EPILOG = """\
+one word is the message, for the active session (or the one -s names); two words are
+the session, then the message. Quote a message that has spaces.
+
+examples:
+  agentplex send "tell me more"               # to the active session
+  agentplex send 3f2a "tell me more"          # to session 3f2a...
+  agentplex send -s 3f2a "tell me more"       # the same
+"""
+
+
+def _send_target(args: argparse.Namespace) -> tuple[str | None, str]:
+    """``send``'s session and message from its one or two positional words."""
+    words: list[str] = args.words
+    if len(words) == 1:
+        return args.session, words[0]
+    if len(words) > 2:
+        raise InvalidArgument(
+            f"expected [SESSION] MESSAGE, got {len(words)} words (quote the message)"
+        )
+    if args.session is not None:
+        raise InvalidArgument("name the session either with -s or before the message, not both")
+    return words[0], words[1]
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse a command line; for ``start``, everything after ``--`` is the command.
 
@@ -364,6 +404,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         cut = argv.index("--")
         args = parser.parse_args(argv[:cut])
         args.argv = argv[cut + 1 :]
+    if args.command == "send":
+        try:
+            args.session, args.message = _send_target(args)
+        except InvalidArgument as exc:
+            # One line and exit 2, as argparse's own errors exit (but without the usage).
+            print(f"agentplex send: {exc.message}", file=sys.stderr)
+            raise SystemExit(exc.exit_code) from None
     return args
 
 

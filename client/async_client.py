@@ -25,6 +25,7 @@ from agentplex import protocol as p
 from agentplex.client.follow import follow
 from agentplex.protocol.errors import (
     AgentplexError,
+    BadReply,
     DaemonNotRunning,
     InvalidArgument,
     RequestTimeout,
@@ -213,6 +214,8 @@ class AsyncClient:
         finally:
             self._waiting.pop(request_id, None)
         reply = waiter.reply
+        if isinstance(reply, BadReply):
+            raise reply
         if isinstance(reply, p.Error):
             raise error_from_code(reply.code, reply.message)
         if not isinstance(reply, expect):
@@ -220,14 +223,17 @@ class AsyncClient:
         return reply
 
     async def _receive_replies(self) -> None:
+        """Hand each reply to its waiter. Runs in the client's own task group, which
+        shares the caller's cancellation: an exception escaping here would cancel the
+        caller's tasks, so a frame that cannot be read never raises out of this loop."""
         assert self._dealer is not None
         while True:
-            frame = await self._dealer.recv()
-            reply = p.reply_decoder.decode(frame)
-            waiter = self._waiting.get(reply.id)
-            if waiter is not None:
-                waiter.reply = reply
-                waiter.event.set()
+            request_id, reply = _decode_reply(await self._dealer.recv())
+            waiter = self._waiting.get(request_id) if request_id is not None else None
+            if waiter is None:
+                continue  # nobody waits (timed out, or even the id is unreadable): drop it
+            waiter.reply = reply
+            waiter.event.set()
 
     # ------------------------------------------------------------------ events
 
@@ -330,7 +336,26 @@ class Subscription:
 class _Waiter:
     def __init__(self) -> None:
         self.event = anyio.Event()
-        self.reply: p.Reply | None = None
+        self.reply: p.Reply | BadReply | None = None
+
+
+def _decode_reply(frame: bytes) -> tuple[int | None, p.Reply | BadReply]:
+    """The request id a frame answers, and the reply, or BadReply if it does not decode."""
+    try:
+        reply = p.reply_decoder.decode(frame)
+    except (msgspec.DecodeError, ValueError) as exc:
+        bad = BadReply(f"the daemon sent a reply that cannot be decoded: {exc}")
+        return _readable_id(frame), bad
+    return reply.id, reply
+
+
+def _readable_id(frame: bytes) -> int | None:
+    """The request id of a reply that does not decode, if that much can be read."""
+    try:
+        request_id = p.envelope_decoder.decode(frame).id
+    except (msgspec.DecodeError, ValueError):
+        return None
+    return request_id if isinstance(request_id, int) and not isinstance(request_id, bool) else None
 
 
 def check_daemon_running(paths: RuntimePaths) -> None:

@@ -28,6 +28,7 @@ from agentplex.protocol.enums import (
     BackendMode,
     ChunkKind,
     PermissionPolicy,
+    Role,
     SessionStatus,
     Stream,
 )
@@ -148,6 +149,7 @@ __all__ = [
     "Replayed",
     "Reply",
     "Request",
+    "Role",
     "Send",
     "Sent",
     "SessionCreated",

@@ -65,3 +65,30 @@ class PermissionPolicy(enum.StrEnum):
     """A person decides: the session waits in ``waiting_input`` for ``permit``."""
     ALLOW = "allow"
     DENY = "deny"
+
+
+class Role(enum.StrEnum):
+    """What a caller of the control API may do; each role may do all a lower one may.
+
+    Compare roles with :meth:`allows` (or :attr:`rank`), never with ``<``: as strings
+    "admin" sorts before "observer".
+    """
+
+    OBSERVER = "observer"
+    """Looks: lists, inspects, replays, pings."""
+    OPERATOR = "operator"
+    """Drives sessions: starts, sends, interrupts, terminates, answers permissions."""
+    ADMIN = "admin"
+    """Everything; the daemon's owner (a local ipc caller)."""
+
+    @property
+    def rank(self) -> int:
+        """The role's place in the order, observer lowest."""
+        return _ROLE_RANK[self]
+
+    def allows(self, needed: Role) -> bool:
+        """True if this role may do what ``needed`` may."""
+        return self.rank >= needed.rank
+
+
+_ROLE_RANK: Final = {role: rank for rank, role in enumerate(Role)}

@@ -16,6 +16,8 @@ EXIT_SOFTWARE = 70
 EXIT_IOERR = 74
 EXIT_UNAVAILABLE = 69
 EXIT_TEMPFAIL = 75
+EXIT_NOPERM = 77
+EXIT_PROTOCOL = 76  # EX_PROTOCOL: the remote side spoke something unreadable
 EXIT_CONFIG = 78
 
 
@@ -56,6 +58,13 @@ class FrameTooLarge(AgentplexError):
 
     code = "frame_too_large"
     exit_code = EXIT_USAGE
+
+
+class Forbidden(AgentplexError):
+    """The caller's role does not allow the request it sent."""
+
+    code = "forbidden"
+    exit_code = EXIT_NOPERM
 
 
 class UnknownBackend(AgentplexError):
@@ -210,6 +219,13 @@ class RequestTimeout(AgentplexError):
 
     code = "timeout"
     exit_code = EXIT_TEMPFAIL
+
+
+class BadReply(AgentplexError):
+    """A reply from the daemon could not be decoded (client side only)."""
+
+    code = "bad_reply"
+    exit_code = EXIT_PROTOCOL
 
 
 class InternalError(AgentplexError):

@@ -81,7 +81,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     env_allowlist: tuple[str, ...] = DEFAULT_ENV_ALLOWLIST
-    # -- service settings (issue #5); the file keys are in config_schema.KEYS
+    # -- service settings; the file keys are in config_schema.KEYS
     metrics_port: int | None = None
     """Serve Prometheus metrics on ``metrics_host:metrics_port`` (0: any free port); None: off."""
     metrics_host: str = "127.0.0.1"

@@ -1,8 +1,6 @@
-"""The ROUTER side: decode each control frame, carry the request out, answer by id."""
+"""The ROUTER side: decode each control frame, hand it to the Api, answer by id."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import anyio
 import msgspec
@@ -14,36 +12,10 @@ from anyio.abc import TaskStatus
 from agentplex.protocol import (
     MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
-    Backends,
-    DaemonInfo,
-    Described,
     Error,
-    Inspect,
-    Interrupt,
-    Interrupted,
-    ListBackends,
-    ListPersonas,
-    ListSessions,
-    Permit,
-    Permitted,
-    Personas,
-    Ping,
-    Pong,
-    Replay,
-    Replayed,
     Reply,
     Request,
-    Send,
-    Sent,
-    Sessions,
-    Start,
-    Started,
-    Switch,
-    Switched,
-    Sync,
-    Synced,
-    Terminate,
-    Terminated,
+    Role,
     encode,
     envelope_decoder,
     request_decoder,
@@ -56,102 +28,65 @@ from agentplex.protocol.errors import (
     UnknownRequestType,
     UnsupportedVersion,
 )
-from agentplex.supervisor.manager import SessionManager
+from agentplex.supervisor.api import Api, Caller
 
 log = structlog.get_logger(__name__)
 
 _REQUEST_TYPES = frozenset(t.__struct_config__.tag for t in Request.__args__)
 
+MAX_IN_FLIGHT = 256
+"""Requests answered at once. Past this the loop stops reading, so further frames wait in
+ZeroMQ's queue (whose high-water mark then pushes back on the clients) instead of each
+becoming a task: a flood of slow requests (terminates, replays from disk) cannot grow the
+daemon's memory without bound. Far above what local clients send at once."""
+
 
 class ControlServer:
-    """Answers control requests; one slow request (a terminate) never holds up others."""
+    """Frames and decodes control requests for :class:`Api`; one slow request (a
+    terminate) never holds up others."""
 
-    def __init__(
-        self,
-        socket: zmq.asyncio.Socket,
-        manager: SessionManager,
-        daemon_info: Callable[[], DaemonInfo],
-    ) -> None:
+    def __init__(self, socket: zmq.asyncio.Socket, api: Api) -> None:
         self._socket = socket
-        self._manager = manager
-        self._daemon_info = daemon_info
+        self._api = api
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Receive requests until cancelled, each answered in its own task."""
+        # A Semaphore, not a CapacityLimiter: a slot is taken by this loop and given back
+        # by the request's task, and a CapacityLimiter's token belongs to one task.
+        slots = anyio.Semaphore(MAX_IN_FLIGHT)
         async with anyio.create_task_group() as tg:
             task_status.started()
             while True:
+                await slots.acquire()  # before reading: past the bound, frames stay queued
                 frames = await self._socket.recv_multipart()
-                tg.start_soon(self._answer, frames)
+                tg.start_soon(self._answer, frames, slots)
 
-    async def _answer(self, frames: list[bytes]) -> None:
-        identity, body = frames[0], frames[1:]
-        reply = await self.handle(body)
-        await self._socket.send_multipart([identity, encode(reply)])
+    async def _answer(self, frames: list[bytes], slots: anyio.Semaphore) -> None:
+        try:
+            identity, body = frames[0], frames[1:]
+            reply = await self.handle(body, ipc_caller(identity))
+            await self._socket.send_multipart([identity, encode(reply)])
+        finally:
+            slots.release()
 
-    async def handle(self, body: list[bytes]) -> Reply:
+    async def handle(self, body: list[bytes], caller: Caller) -> Reply:
         """The reply to one request's frames; never raises."""
-        request_id = 0
         try:
             request = decode_request(body)
-            request_id = request.id
-            return await self._dispatch(request)
-        except AgentplexError as exc:
-            if isinstance(exc, _Undecodable):
-                request_id = exc.request_id
-                exc = exc.error
-            return Error(id=request_id, code=exc.code, message=exc.message)
-        except Exception as exc:  # the daemon must outlive any bug in one request
-            log.exception("request_failed", request_id=request_id)
-            error = InternalError(f"internal error: {exc!r} (see the daemon's log)")
-            return Error(id=request_id, code=error.code, message=error.message)
+        except _Undecodable as exc:
+            error = exc.error
+            return Error(id=exc.request_id, code=error.code, message=error.message)
+        except Exception as exc:  # a bug in decoding must not end the daemon either
+            log.exception("request_undecodable")
+            internal = InternalError(f"internal error: {exc!r} (see the daemon's log)")
+            return Error(id=0, code=internal.code, message=internal.message)
+        return await self._api.handle(request, caller)
 
-    async def _dispatch(self, request: Request) -> Reply:
-        manager, rid = self._manager, request.id
-        match request:
-            case Start():
-                session = await manager.start(request)
-                return Started(id=rid, session=session.info())
-            case Send(session=ref, message=message):
-                session, queued = manager.send(ref, message)
-                return Sent(id=rid, session_id=session.id, queued=queued)
-            case Interrupt(session=ref):
-                return Interrupted(id=rid, session_id=manager.interrupt(ref).id)
-            case Terminate(session=ref, grace=grace):
-                session, escalated = await manager.terminate(ref, grace)
-                return Terminated(id=rid, session=session.info(), escalated=escalated)
-            case ListSessions():
-                sessions, active = manager.registry.snapshot()
-                return Sessions(id=rid, sessions=sessions, active=active)
-            case Inspect(session=ref):
-                return Described(id=rid, session=manager.registry.get(ref).info())
-            case Switch(session=ref):
-                return Switched(id=rid, session_id=manager.switch(ref).id)
-            case Permit(session=ref, allow=allow, request_id=request_id):
-                session, answered = manager.permit(ref, allow, request_id)
-                return Permitted(id=rid, session_id=session.id, request_id=answered)
-            case Replay(session=ref, from_seq=from_seq, limit=limit):
-                session = manager.registry.get(ref)
-                last_seq, ended = session.chunks.seq, session.finished_streaming
-                found = await session.chunks.replay(max(from_seq, 1), max(1, min(limit, 50_000)))
-                return Replayed(
-                    id=rid,
-                    session_id=session.id,
-                    chunks=[msgspec.Raw(line) for line in found],
-                    last_seq=last_seq,
-                    ended=ended,
-                )
-            case ListPersonas():
-                problems = [str(problem) for problem in manager.personas.problems]
-                return Personas(id=rid, personas=manager.personas.describe(), problems=problems)
-            case ListBackends():
-                infos = await anyio.to_thread.run_sync(manager.backends.describe)
-                return Backends(id=rid, backends=infos)
-            case Sync(token=token):
-                manager.context.events.sync(token)
-                return Synced(id=rid, token=token)
-            case Ping():
-                return Pong(id=rid, daemon=self._daemon_info())
+
+def ipc_caller(identity: bytes) -> Caller:
+    """An ipc caller: the socket lives in the owner's 0700 runtime dir, so whoever can
+    connect is the daemon's owner, and may do everything."""
+    return Caller(transport="ipc", identity=identity.hex(), role=Role.ADMIN)
 
 
 class _Undecodable(AgentplexError):

@@ -19,7 +19,9 @@ from anyio.abc import TaskGroup, TaskStatus
 from agentplex.protocol import PROTOCOL_VERSION, DaemonInfo, SessionInfo
 from agentplex.protocol.errors import DaemonAlreadyRunning, MetricsUnavailable
 from agentplex.supervisor import _linux
+from agentplex.supervisor.api import Api
 from agentplex.supervisor.backends import BackendRegistry
+from agentplex.supervisor.bus import Bus
 from agentplex.supervisor.config import Config
 from agentplex.supervisor.control import ControlServer
 from agentplex.supervisor.durable import Flusher
@@ -31,6 +33,7 @@ from agentplex.supervisor.metrics import Metrics, MetricsServer
 from agentplex.supervisor.notify import Notifier
 from agentplex.supervisor.personas import PersonaRegistry
 from agentplex.supervisor.process_group import ChildReaper, DeathPact
+from agentplex.supervisor.pub_sink import PubSink
 from agentplex.supervisor.recovery import restore_sessions
 from agentplex.supervisor.registry import SessionRegistry
 from agentplex.supervisor.retention import RetentionService
@@ -56,7 +59,13 @@ class Server:
         self.table = SessionTable(Path(config.state_dir))
         self.started_at = time.time()
         self.should_exit = anyio.Event()
-        # -- systemd notify, metrics (issue #5)
+        self.bus = Bus()
+        """Every event the daemon publishes, for in-process consumers (the PUB socket is one)."""
+        self.exit_code = 0
+        """What :func:`run` exits with: 0, or 128 + the signal that forced a kill-now."""
+        self._graceful: anyio.CancelScope | None = None
+        """The graceful part of the shutdown, which a second signal cancels."""
+        # -- systemd notify, metrics
         self.notifier = Notifier.from_environment()
         self.metrics = Metrics(backend.id for backend in self.backends)
         self.metrics_server: MetricsServer | None = None
@@ -74,20 +83,23 @@ class Server:
             control, events = self._bind(ctx, stack)
             stack.callback(self.notifier.close)
             await self._bind_metrics()
-            publisher = EventPublisher(zmq.Socket.shadow(events.underlying), self._snapshot)
-            await self._run(control, publisher)
+            pub_sink = PubSink(zmq.Socket.shadow(events.underlying), self._snapshot)
+            pub_sink.attach(self.bus)
+            await self._run(control, EventPublisher(self.bus), pub_sink)
 
-    async def _run(self, control: zmq.asyncio.Socket, publisher: EventPublisher) -> None:
+    async def _run(
+        self, control: zmq.asyncio.Socket, publisher: EventPublisher, pub_sink: PubSink
+    ) -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(self.reaper.run)
             tg.start_soon(self.flusher.run)
             manager = self._manager(publisher, tg)
             await self._recover(manager)
             tg.start_soon(self.table.run)
-            tg.start_soon(publisher.run)
+            tg.start_soon(pub_sink.run)
             watch = LimitWatch(self.config, tg, publisher.list_changed)
             tg.start_soon(watch.run, self.registry.__iter__)
-            await tg.start(ControlServer(control, manager, self.info).serve)
+            await tg.start(ControlServer(control, Api(manager, self.info)).serve)
             tg.start_soon(self._heartbeat, publisher)
             await tg.start(self._watch_signals)
             log.info(
@@ -135,7 +147,7 @@ class Server:
             task_group=tg,
         )
 
-    # -- systemd notify, metrics, retention (issue #5)
+    # -- systemd notify, metrics, retention
 
     async def _bind_metrics(self) -> None:
         """Listen for scrapes before serving anything, so a taken port fails the start."""
@@ -191,8 +203,24 @@ class Server:
         log.info("daemon_stopping", sessions=live)
         self.notifier.stopping(live)
         with anyio.CancelScope(shield=True):
-            await manager.shutdown()
-        log.info("daemon_stopped")
+            with anyio.CancelScope() as self._graceful:
+                if not self.exit_code:  # a second signal may have come before we got here
+                    await manager.shutdown()
+            if self.exit_code:
+                await self._kill_all_now()
+        log.info("daemon_stopped", exit_code=self.exit_code)
+
+    async def _kill_all_now(self) -> None:
+        """SIGKILL every live session's processes (strays too) and footer its transcript.
+
+        Runs after the graceful shutdown's waiting was cancelled: its sessions are half
+        terminated (SIGTERM sent, nothing recorded yet), and ``kill_now`` finishes them.
+        """
+        live = self.registry.live()
+        log.warning("daemon_killing_sessions", sessions=len(live))
+        async with anyio.create_task_group() as tg:
+            for session in live:
+                tg.start_soon(session.kill_now, "daemon shutting down (killed at once)")
 
     async def _heartbeat(self, publisher: EventPublisher) -> None:
         while True:
@@ -202,12 +230,29 @@ class Server:
     async def _watch_signals(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
+        # The receiver stays open through the shutdown: a closed one would give the
+        # next SIGINT back to Python (a KeyboardInterrupt mid-write) and SIGTERM to the
+        # default action (death without footers). The first signal asks for a graceful
+        # stop; the second makes the stop a kill-now; later ones change nothing.
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             task_status.started()
             async for signum in signals:
-                log.info("signal_received", signal=signal.Signals(signum).name)
-                self.should_exit.set()
-                return
+                name = signal.Signals(signum).name
+                if not self.should_exit.is_set():
+                    log.info("signal_received", signal=name)
+                    self.should_exit.set()
+                elif not self.exit_code:
+                    self._escalate(signum)
+
+    def _escalate(self, signum: int) -> None:
+        """A second SIGTERM/SIGINT while stopping: stop waiting out the grace period."""
+        # 128 + signum, the shell's convention for "ended by this signal": 130 for
+        # SIGINT (as the CLI's Ctrl-C), 143 for SIGTERM. systemd and scripts see that
+        # the stop was forced and sessions were killed without their grace period.
+        self.exit_code = 128 + signum
+        log.warning("shutdown_escalated", signal=signal.Signals(signum).name)
+        if self._graceful is not None:
+            self._graceful.cancel()
 
     def info(self) -> DaemonInfo:
         """Who this daemon is, for ``ping``."""
@@ -268,9 +313,10 @@ def prepare_private_dir(path: Path) -> None:
 def run(config: Config) -> int:
     """Run a daemon in the foreground until it is told to stop; returns the exit code."""
     configure_logging(config)
+    server = Server(config)
     try:
-        anyio.run(Server(config).serve)
+        anyio.run(server.serve)
     except (DaemonAlreadyRunning, MetricsUnavailable, PermissionError, ValueError) as exc:
         print(f"agentplex daemon: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
-    return 0
+    return server.exit_code  # non-zero when a second signal forced the stop

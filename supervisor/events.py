@@ -1,12 +1,12 @@
-"""The PUB side: every event goes out as ``[topic, json]`` on the events socket."""
+"""The publishing side of the daemon: every event goes onto the in-process bus as
+``(topic, json)``, encoded once; the bus hands it to the ZeroMQ PUB sink and to every
+in-process subscriber (see :mod:`agentplex.supervisor.bus`)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-
-import anyio
-import zmq
+from collections.abc import Sequence
+from typing import Final
 
 from agentplex.protocol import (
     ActiveChanged,
@@ -14,7 +14,6 @@ from agentplex.protocol import (
     Heartbeat,
     SessionCreated,
     SessionInfo,
-    SessionListChanged,
     SessionStatus,
     SessionTerminated,
     StatusChanged,
@@ -23,32 +22,27 @@ from agentplex.protocol import (
     encode,
     topic_of,
 )
+from agentplex.supervisor.bus import Bus
 
-Snapshot = Callable[[], tuple[list[SessionInfo], str | None]]
-LIST_INTERVAL = 0.05
-"""Seconds between two ``session.list_changed`` events at most."""
-"""Returns every session's info and the active session id."""
+LIST_CHANGED: Final = "session.list_changed"
+"""The bus marker for "the session list changed": whoever publishes ``session.list_changed``
+(the PUB sink) watches it and coalesces a burst of changes into one event."""
 
 
 class EventPublisher:
-    """Publishes events. PUB never blocks: a subscriber past its high-water mark loses
+    """Publishes events on the bus. Nothing here waits: a consumer that falls behind loses
     messages (and refills them from the transcript), it never slows the daemon."""
 
-    def __init__(self, socket: zmq.Socket[bytes], snapshot: Snapshot) -> None:
-        self._socket = socket
-        self._snapshot = snapshot
-        self._list_dirty = anyio.Event()
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
 
     def publish(self, event: Event) -> None:
-        """Send one event under its topic."""
-        self._socket.send_multipart((topic_of(event), encode(event)), flags=zmq.NOBLOCK)
+        """Publish one event under its topic."""
+        self._bus.publish(topic_of(event), encode(event))
 
     def publish_chunks(self, session_id: str, payloads: Sequence[bytes]) -> None:
-        """Send already-encoded chunks of one session (encoded once, also logged as is)."""
-        topic = chunk_topic(session_id)
-        send = self._socket.send_multipart
-        for payload in payloads:
-            send((topic, payload), flags=zmq.NOBLOCK)
+        """Publish already-encoded chunks of one session (encoded once, also logged as is)."""
+        self._bus.publish_many(chunk_topic(session_id), payloads)
 
     def created(self, info: SessionInfo) -> None:
         self.publish(SessionCreated(session=info))
@@ -68,18 +62,9 @@ class EventPublisher:
         self.publish(ActiveChanged(session_id=session_id))
 
     def list_changed(self) -> None:
-        """Note that the session list changed; :meth:`run` publishes it soon, once for a
-        burst of changes (every event of a burst would otherwise carry every session)."""
-        self._list_dirty.set()
-
-    async def run(self) -> None:
-        """Publish ``session.list_changed`` at most every LIST_INTERVAL, until cancelled."""
-        while True:
-            await self._list_dirty.wait()
-            self._list_dirty = anyio.Event()
-            sessions, active = self._snapshot()
-            self.publish(SessionListChanged(sessions=sessions, active=active))
-            await anyio.sleep(LIST_INTERVAL)
+        """Note that the session list changed; ``session.list_changed`` follows soon, once for
+        a burst of changes (every event of a burst would otherwise carry every session)."""
+        self._bus.mark(LIST_CHANGED)
 
     def heartbeat(self, pid: int, sessions: int) -> None:
         self.publish(Heartbeat(pid=pid, ts=time.time(), sessions=sessions))

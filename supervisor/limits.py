@@ -40,12 +40,27 @@ class LimitWatch:
         """Sample and check every ``limit_interval`` seconds until cancelled."""
         while True:
             await anyio.sleep(self._config.limit_interval)
-            self.check([s for s in sessions() if not s.status.ended], time.time())
+            await self.check(sessions)
 
-    def check(self, live: list[Session], now: float) -> None:
-        """Record each live session's usage; end each one that is over a limit."""
+    async def check(self, sessions: SessionsFn) -> None:
+        """Sample every live session's process tree, then apply the figures.
+
+        Walking /proc takes milliseconds per hundred processes: it runs in a worker thread
+        (as metrics does) so the loop keeps serving. Sessions are read and updated only
+        here, on the loop; one that ended while the thread ran is left as it is.
+        """
+        live = [s for s in sessions() if not s.status.ended]
         roots = {s.id: pid for s in live if (pid := s.pid) is not None}
-        usage = self._sampler.sample(roots, subreaper=os.getpid()) if roots else {}
+        usage = await anyio.to_thread.run_sync(self._sample, roots) if roots else {}
+        self.apply([s for s in live if not s.status.ended], usage, time.time())
+
+    def _sample(self, roots: dict[str, int]) -> dict[str, TreeUsage]:
+        """In a worker thread: one pass over /proc. Touches nothing but the sampler, which
+        only this watch uses, one sample at a time."""
+        return self._sampler.sample(roots, subreaper=os.getpid())
+
+    def apply(self, live: list[Session], usage: dict[str, TreeUsage], now: float) -> None:
+        """Record each live session's usage; end each one that is over a limit."""
         changed = False
         for session in live:
             sample = usage.get(session.id)

@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import anyio
 from anyio.abc import TaskGroup
 
-from agentplex.plugins.api import Backend, BackendMode, PermissionPolicy, SessionSpec
-from agentplex.protocol import Header, Start
+from agentplex.plugins.api import Backend
+from agentplex.protocol import Start
 from agentplex.protocol.errors import (
     BackendUnavailable,
-    EmptyPrompt,
     InvalidArgument,
     SpawnFailed,
     TooManySessions,
 )
 from agentplex.supervisor.backends import BackendRegistry
+from agentplex.supervisor.factory import SessionFactory
 from agentplex.supervisor.personas import Persona, PersonaRegistry
 from agentplex.supervisor.registry import SessionRegistry
-from agentplex.supervisor.scanner import SESSION_MARKER
 from agentplex.supervisor.session import Session, SessionContext
-from agentplex.supervisor.transcript import Transcript
-from agentplex.supervisor.validation import (
-    build_environment,
-    require_text,
-    resolve_cwd,
-    validate_env,
-    validate_name,
-)
+from agentplex.supervisor.validation import require_text, validate_name
 
 DEFAULT_BACKEND = "demo"
 
@@ -50,6 +39,7 @@ class SessionManager:
         self.backends = backends
         self.personas = personas
         self.registry = registry
+        self.factory = SessionFactory(context)
         self._tg = task_group
 
     async def start(self, request: Start) -> Session:
@@ -57,12 +47,15 @@ class SessionManager:
         validate_name("persona", request.persona)
         persona = self.personas.get(request.persona) if request.persona else None
         backend = self.backends.get(request.backend or _persona_backend(persona))
-        spec, prompt = self._spec(request, backend, persona)
+        spec, prompt = self.factory.spec(request, backend, persona)
         self._check_capacity(backend)
         argv_preview = backend.argv(spec, prompt, None)
         if not argv_preview:
             raise InvalidArgument(f"backend {backend.id!r} needs a command (give it after --)")
-        session = self._create(request, backend, spec, argv_preview, persona)
+        session = self.factory.new(
+            spec, backend, tag=request.tag, persona=persona, argv=argv_preview
+        )
+        self.registry.register(session)
         await self._tg.start(session.run)
         self.context.events.created(session.info())
         self.context.events.active_changed(session.id)
@@ -75,31 +68,6 @@ class SessionManager:
             self.context.table.save_now(session)
         return session
 
-    def _spec(
-        self, request: Start, backend: Backend, persona: Persona | None
-    ) -> tuple[SessionSpec, str | None]:
-        validate_name("tag", request.tag)
-        mode = _mode(request.mode, backend)
-        prompt = request.prompt
-        if mode is BackendMode.TURN:
-            prompt = require_text("prompt", prompt)
-        elif prompt is not None and not prompt.strip():
-            raise EmptyPrompt("the prompt is empty (leave it out to start without one)")
-        spec = SessionSpec(
-            session_id=str(uuid.uuid4()),
-            cwd=resolve_cwd(request.cwd),
-            mode=mode,
-            persona=persona.name if persona else None,
-            instructions=(persona.instructions.strip() or None) if persona else None,
-            model=request.model or (persona.model if persona else None),
-            allowed_tools=tuple(persona.allowed_tools) if persona else (),
-            permission_policy=_policy(request.permission_policy, persona),
-            command=tuple(request.argv),
-            env=validate_env(request.env),
-            scratch_dir=self.context.config.scratch_dir,
-        )
-        return spec, prompt
-
     def _check_capacity(self, backend: Backend) -> None:
         limit = self.context.config.max_sessions
         if len(self.registry.live()) >= limit:
@@ -107,46 +75,6 @@ class SessionManager:
         found = backend.locate()
         if not found.available:
             raise BackendUnavailable(f"backend {backend.id!r} is not available: {found.problem}")
-
-    def _create(
-        self,
-        request: Start,
-        backend: Backend,
-        spec: SessionSpec,
-        argv: list[str],
-        persona: Persona | None,
-    ) -> Session:
-        config = self.context.config
-        env = build_environment(
-            config.env_allowlist,
-            os.environ,
-            backend.environment(spec),
-            spec.env,
-            (SESSION_MARKER, spec.session_id),
-        )
-        transcript = Transcript.create(config.sessions_dir, request.tag, spec.session_id)
-        session = Session(
-            spec=spec,
-            backend=backend,
-            tag=request.tag,
-            persona_icon=persona.icon if persona else None,
-            env=env,
-            transcript=transcript,
-            context=self.context,
-        )
-        transcript.write(
-            Header(
-                session_id=session.id,
-                backend=backend.id,
-                persona=spec.persona,
-                tag=request.tag,
-                argv=argv,
-                cwd=str(spec.cwd),
-                started_at=session.created_at,
-            )
-        )
-        self.registry.register(session)
-        return session
 
     async def adopt(self, session: Session) -> None:
         """Run a session taken back after a restart under this manager's task group."""
@@ -188,18 +116,3 @@ class SessionManager:
 
 def _persona_backend(persona: Persona | None) -> str:
     return (persona.backend if persona else None) or DEFAULT_BACKEND
-
-
-def _mode(requested: BackendMode | None, backend: Backend) -> BackendMode:
-    if requested is None:
-        return backend.modes[0]
-    if requested not in backend.modes:
-        supported = ", ".join(m.value for m in backend.modes)
-        raise InvalidArgument(f"backend {backend.id!r} runs only in: {supported}")
-    return requested
-
-
-def _policy(requested: PermissionPolicy | None, persona: Persona | None) -> PermissionPolicy:
-    if requested is not None:
-        return requested
-    return persona.permission_policy if persona else PermissionPolicy.ASK

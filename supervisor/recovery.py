@@ -4,30 +4,27 @@ Every session in the durable table is listed again. A session whose process surv
 is provably the same (pid and start time) is re-adopted; any other session that was live
 becomes ``interrupted``, and every leftover process of it is killed, so nothing runs
 unowned. Transcripts are reopened for appending; a torn last line is reported, never fatal.
+The Session objects themselves are built by :class:`SessionFactory`, as new ones are.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import msgspec
 import psutil
 import structlog
 
-from agentplex.plugins.api import SessionSpec
 from agentplex.protocol import Recovered, SessionStatus
 from agentplex.supervisor.backends import BackendRegistry
+from agentplex.supervisor.factory import SessionFactory
 from agentplex.supervisor.history import scan_transcript
 from agentplex.supervisor.resources import start_time
-from agentplex.supervisor.scanner import SESSION_MARKER, session_marker_of
+from agentplex.supervisor.scanner import session_marker_of
 from agentplex.supervisor.session import Session, SessionContext
 from agentplex.supervisor.table import SessionRecord
-from agentplex.supervisor.transcript import Transcript
-from agentplex.supervisor.validation import build_environment
 
 log = structlog.get_logger(__name__)
 
@@ -48,9 +45,10 @@ def restore_sessions(
 ) -> tuple[list[Session], RecoveryReport]:
     """Rebuild a Session for each saved record; kill every process nobody owns any more."""
     report = RecoveryReport()
+    factory = SessionFactory(context)
     sessions, orphaned = [], set()
     for record in records:
-        session = _rebuild(record, backends, context)
+        session = factory.rebuild(record, backends.get(record.info.backend))
         if record.info.status.ended:
             session.restore(record, record.info.status)
         else:
@@ -62,55 +60,6 @@ def restore_sessions(
     report.leftovers_killed = kill_leftovers(orphaned)
     log.info("sessions_recovered", **report.__dict__)
     return sessions, report
-
-
-def _rebuild(record: SessionRecord, backends: BackendRegistry, context: SessionContext) -> Session:
-    info = record.info
-    backend = backends.get(info.backend)
-    spec = SessionSpec(
-        session_id=info.id,
-        cwd=Path(info.cwd),
-        mode=info.mode,
-        persona=info.persona,
-        instructions=record.instructions,
-        model=info.model,
-        allowed_tools=tuple(record.allowed_tools),
-        permission_policy=record.permission_policy,
-        command=tuple(record.command),
-        env=record.env,
-        scratch_dir=context.config.scratch_dir,
-    )
-    env = build_environment(
-        context.config.env_allowlist,
-        os.environ,
-        backend.environment(spec),
-        spec.env,
-        (SESSION_MARKER, spec.session_id),
-    )
-    transcript = _reopen(Path(info.transcript), writable=not info.status.ended, session_id=info.id)
-    session = Session(
-        spec=spec,
-        backend=backend,
-        tag=info.tag,
-        persona_icon=info.persona_icon,
-        env=env,
-        transcript=transcript,
-        context=context,
-    )
-    session.chunks.history.indexed = False
-    return session
-
-
-def _reopen(path: Path, *, writable: bool, session_id: str) -> Transcript:
-    """The session's transcript; one that cannot be reopened (its directory was removed)
-    is reported and left closed, never fatal to the daemon."""
-    try:
-        return Transcript(path, writable=writable)
-    except OSError as exc:
-        log.error(
-            "transcript_unavailable", session_id=session_id, path=str(path), error=exc.strerror
-        )
-        return Transcript(path, writable=False)
 
 
 def _take_back(session: Session, record: SessionRecord, report: RecoveryReport) -> SessionStatus:

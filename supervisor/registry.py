@@ -42,10 +42,6 @@ class SessionRegistry:
             raise AmbiguousSession(f"{ref!r} matches {len(matches)} sessions: {shown}…")
         return self._sessions[matches[0]]
 
-    @property
-    def active(self) -> str | None:
-        return self._active
-
     def switch(self, ref: str) -> Session:
         """Make the session ``ref`` names the active one."""
         session = self.get(ref)
@@ -62,6 +58,3 @@ class SessionRegistry:
 
     def __iter__(self) -> Iterator[Session]:
         return iter(self._sessions.values())
-
-    def __len__(self) -> int:
-        return len(self._sessions)

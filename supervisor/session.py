@@ -174,6 +174,9 @@ class Session:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Own the session's tasks until it has ended."""
+        # This task inherited the context of the request that started the session; its
+        # log lines belong to the session (its logger binds the id), not to that request.
+        structlog.contextvars.clear_contextvars()
         async with anyio.create_task_group() as tg:
             self._tg = tg
             if self.adopted_pid is not None:
@@ -274,6 +277,21 @@ class Session:
         await self._process_done.wait()
         self._finish(SessionStatus.TERMINATED, reason)
         return escalated
+
+    async def kill_now(self, reason: str) -> None:
+        """SIGKILL the session's processes without a grace period and record its end.
+
+        For a daemon told twice to stop; unlike :meth:`terminate` it does not wait on a
+        terminate already under way (whose wait for the grace period was cancelled).
+        """
+        if self.status.ended:
+            return
+        self._terminating = True
+        self._pending.clear()
+        pgid = self._process.child.pid if self._process else self.adopted_pid
+        await self._kill_tree(pgid, 0)  # no grace: SIGKILL follows SIGTERM at once
+        await self._process_done.wait()
+        self._finish(SessionStatus.TERMINATED, reason)
 
     async def _kill_tree(self, pgid: int | None, grace: float) -> bool:
         context = self._context

@@ -26,8 +26,6 @@ from agentplex.supervisor.durable import sync_and_close
 log = structlog.get_logger(__name__)
 
 JOURNAL_FILE = "sessions.jsonl"
-LEGACY_TABLE_FILE = "sessions.json"
-"""The whole-file table of earlier versions: read once, then folded into the journal."""
 COMPACT_SLACK = 64
 """Lines a journal may hold beyond twice its sessions before it is compacted."""
 
@@ -58,12 +56,7 @@ class Saved(Protocol):
         ...
 
 
-class _LegacyTable(msgspec.Struct):
-    sessions: list[SessionRecord] = []
-
-
 _decode_record = msgspec.json.Decoder(SessionRecord).decode
-_decode_legacy = msgspec.json.Decoder(_LegacyTable).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -77,12 +70,10 @@ class SessionTable:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / JOURNAL_FILE
-        self._legacy = state_dir / LEGACY_TABLE_FILE
         self._encoded: dict[str, bytes] = {}
         self._changed: dict[str, Saved] = {}
         self._lines = 0
         self._torn = False
-        self._legacy_present = False
         self._fd: int | None = None
         self._dirty = anyio.Event()
 
@@ -90,9 +81,6 @@ class SessionTable:
         """The saved sessions, in the order they were first saved; torn or unreadable lines
         are reported and skipped (a session's earlier line then stands)."""
         latest: dict[str, SessionRecord] = {}
-        for record in self._load_legacy():
-            latest[record.info.id] = record
-            self._encoded[record.info.id] = _encode(record)
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -113,21 +101,6 @@ class SessionTable:
         self._torn = bool(data) and not data.endswith(b"\n")
         return list(latest.values())
 
-    def _load_legacy(self) -> list[SessionRecord]:
-        try:
-            data = self._legacy.read_bytes()
-        except FileNotFoundError:
-            return []
-        try:
-            sessions = _decode_legacy(data).sessions
-        except msgspec.DecodeError as exc:
-            aside = self._legacy.with_suffix(".corrupt")
-            self._legacy.replace(aside)
-            log.error("session_table_unreadable", path=str(self._legacy), error=str(exc))
-            return []
-        self._legacy_present = True
-        return sessions
-
     def changed(self, session: Saved) -> None:
         """Note that ``session`` must be saved soon."""
         self._changed[session.id] = session
@@ -146,7 +119,7 @@ class SessionTable:
         self._changed.clear()
         lines = [self._encode(session) for session in pending]
         try:
-            if self._legacy_present or self._needs_compaction(len(lines)):
+            if self._needs_compaction(len(lines)):
                 self._compact()
             elif lines:
                 self._append(lines)
@@ -191,9 +164,6 @@ class SessionTable:
         self.close()
         self._lines = len(self._encoded)
         self._torn = False
-        if self._legacy_present:
-            self._legacy.unlink(missing_ok=True)
-            self._legacy_present = False
 
     def close(self) -> None:
         """Close the journal (the next append reopens it)."""

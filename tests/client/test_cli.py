@@ -262,6 +262,45 @@ def test_send_with_a_prefix_writes_the_message_to_that_exec_sessions_stdin(
     assert (echoed.session_id, echoed.text) == (target, "hello target")
 
 
+def test_send_takes_the_session_before_the_message_as_well_as_with_s(
+    shared: DaemonProcess,
+) -> None:
+    with shared.client() as client, client.subscribe(p.CHUNK_TOPIC) as events:
+        first, second = cat(client), cat(client)
+        assert ok(shared, "send", first[:8], "by position") == ""
+        by_position = next_event(
+            events, lambda ev: isinstance(ev, p.Chunk) and ev.session_id in (first, second)
+        )
+        assert ok(shared, "send", "-s", second[:8], "by flag") == ""
+        by_flag = next_event(
+            events, lambda ev: isinstance(ev, p.Chunk) and ev.session_id in (first, second)
+        )
+
+    assert isinstance(by_position, p.Chunk) and isinstance(by_flag, p.Chunk)
+    assert (by_position.session_id, by_position.text) == (first, "by position")
+    assert (by_flag.session_id, by_flag.text) == (second, "by flag")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["-s", "abc", "abc", "hello"], ["abc", "hello", "world"]],
+    ids=["-s and a session word", "three words"],
+)
+def test_send_with_a_session_given_twice_or_three_words_is_a_one_line_usage_error(
+    shared: DaemonProcess, args: list[str]
+) -> None:
+    line = fails(shared.cli("send", *args, timeout=CLI_TIMEOUT), e.EXIT_USAGE)
+    assert line.startswith("agentplex send: ")
+
+
+def test_send_help_shows_both_ways_to_name_the_session() -> None:
+    done = subprocess.run(
+        [*CLI, "send", "--help"], capture_output=True, text=True, timeout=CLI_TIMEOUT, check=True
+    )
+    assert "agentplex send [-h] [-s SESSION] MESSAGE" in done.stdout
+    assert "agentplex send [-h] SESSION MESSAGE" in done.stdout
+
+
 def test_send_without_a_session_goes_to_the_active_one_which_switch_changes(
     daemon: DaemonProcess,
 ) -> None:

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
-from support import session_info, start_daemon
+from support import session_info
 
 from agentplex import protocol as p
 from agentplex.supervisor.table import (
     COMPACT_SLACK,
     JOURNAL_FILE,
-    LEGACY_TABLE_FILE,
     SessionRecord,
     SessionTable,
 )
@@ -103,25 +102,3 @@ def test_sessions_recovered_from_a_table_are_kept_through_compaction(tmp_path: P
         table.save()
 
     assert list(loaded(tmp_path)) == ["old0", "old1", "old2", "new"]
-
-
-def test_a_table_of_an_earlier_version_is_read_and_folded_into_the_journal(
-    short_tmp: Path,
-) -> None:
-    state = short_tmp / "state"
-    state.mkdir(mode=0o700)
-    record = Entry("0f5c8a6e-1a7e-4a37-9f7e-2c4be6c1a001").record()
-    gone = msgspec.structs.replace(record.info, transcript=str(short_tmp / "gone" / "t.jsonl"))
-    legacy = {"sessions": [msgspec.structs.replace(record, info=gone)]}
-    (state / LEGACY_TABLE_FILE).write_bytes(msgspec.json.encode(legacy))
-
-    daemon = start_daemon(short_tmp)
-    try:
-        with daemon.client() as client:
-            (info,) = client.list().sessions
-            assert info.id == "0f5c8a6e-1a7e-4a37-9f7e-2c4be6c1a001"
-            assert info.status is p.SessionStatus.INTERRUPTED  # its process is long gone
-    finally:
-        assert daemon.stop() == 0
-    assert not (state / LEGACY_TABLE_FILE).exists()
-    assert list(loaded(state)) == [info.id]
