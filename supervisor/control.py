@@ -57,7 +57,7 @@ class ControlServer:
         async with anyio.create_task_group() as tg:
             task_status.started()
             while True:
-                await slots.acquire()  # before reading: past the bound, frames stay queued
+                await _take(slots)  # before reading: past the bound, frames stay queued
                 frames = await self._socket.recv_multipart()
                 tg.start_soon(self._answer, frames, slots)
 
@@ -81,6 +81,20 @@ class ControlServer:
             internal = InternalError(f"internal error: {exc!r} (see the daemon's log)")
             return Error(id=0, code=internal.code, message=internal.message)
         return await self._api.handle(request, caller)
+
+
+async def _take(slots: anyio.Semaphore) -> None:
+    """Take a slot, yielding to the loop only when none is free.
+
+    ``Semaphore.acquire`` always yields; this loop must not while frames are queued: the
+    requests read in one pass run in one pass, which is what lets a burst of terminates
+    share one /proc scan (``scanner.py``). Yielding per request made terminating 100
+    sessions 3x slower.
+    """
+    try:
+        slots.acquire_nowait()
+    except anyio.WouldBlock:
+        await slots.acquire()
 
 
 def ipc_caller(identity: bytes) -> Caller:
