@@ -51,6 +51,7 @@ from agentplex.protocol import (
     Terminated,
 )
 from agentplex.protocol.errors import AgentplexError, Forbidden, InternalError
+from agentplex.supervisor import request_context
 from agentplex.supervisor.manager import SessionManager
 
 log = structlog.get_logger(__name__)
@@ -119,9 +120,7 @@ class Api:
 
         Every log line the request causes (in this task) carries its id, type and caller.
         """
-        with structlog.contextvars.bound_contextvars(
-            request_id=request.id, request_type=request_type(request), caller=str(caller)
-        ):
+        with request_context.serving(request.id, request_type(request), str(caller)):
             try:
                 authorize(request, caller)
                 return await self._dispatch(request)

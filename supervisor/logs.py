@@ -8,6 +8,7 @@ import sys
 import structlog
 
 from agentplex.supervisor.config import Config
+from agentplex.supervisor.request_context import add_request
 
 
 def configure_logging(config: Config) -> None:
@@ -23,6 +24,7 @@ def configure_logging(config: Config) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_request,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

@@ -36,6 +36,7 @@ from agentplex.protocol.errors import (
     SpawnFailed,
     TranscriptFailed,
 )
+from agentplex.supervisor import request_context
 from agentplex.supervisor.agent_process import AgentProcess
 from agentplex.supervisor.chunks import BatchOutcome, ChunkStream
 from agentplex.supervisor.config import Config
@@ -176,7 +177,7 @@ class Session:
         """Own the session's tasks until it has ended."""
         # This task inherited the context of the request that started the session; its
         # log lines belong to the session (its logger binds the id), not to that request.
-        structlog.contextvars.clear_contextvars()
+        request_context.forget()
         async with anyio.create_task_group() as tg:
             self._tg = tg
             if self.adopted_pid is not None:

@@ -108,7 +108,8 @@ def _spec(**fields: Any) -> SessionSpec:
 
 def _sent(data: bytes) -> list[dict[str, Any]]:
     """The JSON-RPC messages in bytes the driver wrote (one per line, blank lines skipped)."""
-    return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+    # split on "\n" only: str.splitlines() also cuts at U+0085 and U+2028 inside a JSON string
+    return [json.loads(line) for line in data.decode().split("\n") if line.strip()]
 
 
 def _feed(driver: AcpDriver, *lines: str) -> list[ChunkData]:

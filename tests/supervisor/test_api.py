@@ -27,7 +27,7 @@ from agentplex import protocol as p
 from agentplex.protocol import Role
 from agentplex.protocol.errors import EXIT_NOPERM, Forbidden
 from agentplex.supervisor import api as api_module
-from agentplex.supervisor import control, logs
+from agentplex.supervisor import control, logs, request_context
 from agentplex.supervisor.api import REQUIRED_ROLE, Api, Caller
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.bus import Bus, Gap, Message, Subscription
@@ -411,19 +411,19 @@ def test_an_unknown_session_is_an_error_reply_with_the_request_id(with_api: With
 
 @contextmanager
 def captured_logs() -> Iterator[list[EventDict]]:
-    """capture_logs, plus the contextvars merging that logs.py configures (capture_logs
-    alone replaces every configured processor, so bound context would not show)."""
+    """capture_logs, plus the request context that logs.py configures (capture_logs
+    alone replaces every configured processor, so the request would not show)."""
     with capture_logs() as entries:
-        # capture_logs keeps the configured list instance; put the merge in front of it
-        structlog.get_config()["processors"].insert(0, structlog.contextvars.merge_contextvars)
+        # capture_logs keeps the configured list instance; put the processor in front of it
+        structlog.get_config()["processors"].insert(0, request_context.add_request)
         yield entries
 
 
-def test_the_daemon_logging_merges_context_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_daemon_logging_names_the_request_served(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
     monkeypatch.setattr(structlog, "configure", lambda **kwargs: seen.update(kwargs))
     logs.configure_logging(Config(runtime_dir="/r", state_dir="/s", log_format="json"))
-    assert structlog.contextvars.merge_contextvars in seen["processors"]
+    assert request_context.add_request in seen["processors"]
 
 
 def test_log_lines_a_request_causes_carry_its_id_type_and_caller(with_api: WithApi) -> None:
@@ -438,7 +438,7 @@ def test_log_lines_a_request_causes_carry_its_id_type_and_caller(with_api: WithA
     assert spawned[0]["request_id"] == 31
     assert spawned[0]["request_type"] == "start"
     assert spawned[0]["caller"] == str(caller(Role.ADMIN))
-    assert "request_id" not in structlog.contextvars.get_contextvars()  # unbound after
+    assert request_context.current() is None  # reset once answered
 
 
 def test_a_bug_in_one_request_is_an_internal_error_reply_and_is_logged(
