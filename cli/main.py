@@ -14,154 +14,13 @@ from pathlib import Path
 
 from agentplex import protocol as p
 from agentplex.cli import admin, doctor, service, top
+from agentplex.cli.parser import parse_args
 from agentplex.cli.render import ChunkPrinter, session_table
 from agentplex.client.sync_client import Client
 from agentplex.client.transcripts import read_records
 from agentplex.protocol.errors import EXIT_USAGE, AgentplexError, ConfigError, InvalidArgument
 
 EXIT_INTERRUPTED = 130
-
-EPILOG = """\
-sessions are named by their UUID or any unique prefix of it; commands that take an
-optional ID act on the active session (the newest, or the one chosen with 'switch').
-
-environment: AGENTPLEX_RUNTIME_DIR (sockets, lock) and AGENTPLEX_STATE_DIR (transcripts)
-place a daemon; every command honours them, so isolated daemons can run side by side.
-
-exit codes: 0 ok, 2 bad input, 3 no such session, 4 session state forbids it,
-69 daemon (or systemd, metrics port) unavailable, 70 internal error, 74 transcript not
-writable, 75 timeout, 76 unreadable daemon reply, 77 not permitted for the caller's role,
-78 bad configuration, 130 interrupted by Ctrl-C.
-
-examples:
-  agentplex daemon &                          # run the daemon (foreground; systemd-friendly)
-  id=$(agentplex start --backend demo "hello")
-  agentplex attach $id                        # history, then live output
-  agentplex send ${id:0:6} "tell me more"     # or: send -s ID MESSAGE
-  agentplex start --backend exec --tag build -- make -j2
-  agentplex events --json | jq .              # NDJSON for editor plugins
-"""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="agentplex",
-        description="Run CLI coding agents side by side under one daemon and watch them.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--runtime-dir", help="daemon runtime dir (default: $AGENTPLEX_RUNTIME_DIR)"
-    )
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait per request")
-    parser.add_argument("--config", help=CONFIG_HELP)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_daemon(sub)
-    _add_demo(sub)
-    _add_start(sub)
-    _add_session_commands(sub)
-    _add_views(sub)
-    _add_operations(sub)
-    return parser
-
-
-def _add_daemon(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    d = sub.add_parser("daemon", help="run the daemon in the foreground")
-    d.add_argument("--state-dir", help="transcripts and state (default: $AGENTPLEX_STATE_DIR)")
-    d.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL (default 5)")
-    d.add_argument("--max-sessions", type=int, help="refuse to start more sessions than this")
-    d.add_argument("--turn-timeout", type=float, help="stop a turn after this many seconds")
-    d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    d.add_argument("--log-format", choices=["auto", "json", "console"])
-    d.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
-    d.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
-
-
-def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    d = sub.add_parser("demo", help="start a daemon (if none runs) and a demo session, offline")
-    d.add_argument("--state-dir", help="where the demo daemon keeps transcripts")
-    d.add_argument("--turns", type=int, default=3, help="how many turns to show (default 3)")
-
-
-def _add_start(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    s = sub.add_parser(
-        "start",
-        help="start a session and print its id",
-        description="Start a session. For the exec backend give the command after --.",
-    )
-    s.add_argument(
-        "--backend", "-b", help="backend id (default: the persona's, else demo; see 'backends')"
-    )
-    s.add_argument("--persona", "-p", help="persona name (see 'agentplex personas')")
-    s.add_argument("--mode", choices=["turn", "long_lived"], help="if the backend has both")
-    s.add_argument("--model", help="model for the agent CLI (default: the persona's)")
-    s.add_argument(
-        "--policy", choices=["ask", "allow", "deny"], help="answer to tool permission requests"
-    )
-    s.add_argument("--tag", "-t", help="tag: groups transcripts under <state>/sessions/<tag>/")
-    s.add_argument("--cwd", default=os.getcwd(), help="working directory (default: here)")
-    s.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
-    s.add_argument("--attach", "-a", action="store_true", help="attach after starting")
-    s.add_argument("--json", action="store_true", help="print the session as JSON")
-    s.add_argument("prompt", nargs="?", help="first prompt (required for turn-based backends)")
-    s.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-
-
-def _add_session_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    s = sub.add_parser(
-        "send",
-        help="send a message to a session",
-        usage=SEND_USAGE,
-        epilog=SEND_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    s.add_argument("--session", "-s", help="session id or prefix (default: the active one)")
-    # Both "send ID MESSAGE" (what people type first) and "send -s ID MESSAGE";
-    # parse_args() sorts the one or two words into session and message.
-    s.add_argument(
-        "words",
-        nargs="+",
-        metavar="[SESSION] MESSAGE",
-        help="the message, optionally preceded by the session id or prefix",
-    )
-    for name, helptext in (
-        ("interrupt", "interrupt a session's running turn (SIGINT to its group)"),
-        ("switch", "make a session the active one"),
-    ):
-        c = sub.add_parser(name, help=helptext)
-        c.add_argument(
-            "session", nargs=None if name == "switch" else "?", help="session id or prefix"
-        )
-    pm = sub.add_parser("permit", help="answer a session's tool permission request")
-    pm.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
-    answer = pm.add_mutually_exclusive_group(required=True)
-    answer.add_argument("--allow", action="store_true", help="let the agent use the tool")
-    answer.add_argument("--deny", action="store_true", help="refuse it")
-    pm.add_argument("--request", help="request id (default: the pending one)")
-    k = sub.add_parser("kill", help="terminate a session and its whole process tree")
-    k.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
-    k.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL")
-    k.add_argument("--json", action="store_true")
-
-
-def _add_views(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    ls = sub.add_parser("ls", help="list sessions")
-    ls.add_argument("--json", action="store_true")
-    a = sub.add_parser("attach", help="print a session's history, then its live output")
-    a.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
-    a.add_argument("--from", dest="from_seq", type=int, default=1, help="first seq to show")
-    a.add_argument("--json", action="store_true", help="NDJSON chunks")
-    e = sub.add_parser("events", help="print events as they happen")
-    e.add_argument("--session", "-s", help="only this session's chunks and lifecycle")
-    e.add_argument("--lifecycle", action="store_true", help="only session lifecycle events")
-    e.add_argument("--json", action="store_true", help="NDJSON, one event per line")
-    lg = sub.add_parser("logs", help="print a session's transcript path (--cat: its records)")
-    lg.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
-    lg.add_argument("--cat", action="store_true", help="print the transcript's records")
-    b = sub.add_parser("backends", help="list backends, whether their CLI was found, versions")
-    b.add_argument("--json", action="store_true")
-    ps = sub.add_parser("personas", help="list persona templates (and broken template files)")
-    ps.add_argument("--json", action="store_true")
 
 
 # ---------------------------------------------------------------------- commands
@@ -318,9 +177,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
 }
 
 
-# ---------------------------------------------------------------------- running as a service
-
-CONFIG_HELP = "config file (default: $AGENTPLEX_CONFIG, else ~/.config/agentplex/config.toml)"
+# ---------------------------------------------------------------------- running
 
 LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "service": service.run,
@@ -332,13 +189,6 @@ LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 """Commands that need no daemon connection up front (``top`` and ``purge`` open their own)."""
 READS_OWN_CONFIG = ("daemon", "doctor", "config")
 """Commands that load the config file themselves (with flags, or to report on it)."""
-
-
-def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    service.add_parser(sub)
-    doctor.add_parser(sub)
-    admin.add_parsers(sub)
-    top.add_parser(sub)
 
 
 def _use_config_file(args: argparse.Namespace) -> int:
@@ -354,9 +204,10 @@ def _use_config_file(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_local(args: argparse.Namespace) -> int:
+def _guarded(args: argparse.Namespace, command: Callable[[argparse.Namespace], int]) -> int:
+    """Run ``command(args)``; a failure becomes one line on stderr and its exit code."""
     try:
-        return LOCAL_COMMANDS[args.command](args)
+        return command(args)
     except AgentplexError as exc:
         print(f"agentplex {args.command}: {exc.message}", file=sys.stderr)
         return exc.exit_code
@@ -366,52 +217,10 @@ def _run_local(args: argparse.Namespace) -> int:
         return 0
 
 
-SEND_USAGE = "agentplex send [-h] [-s SESSION] MESSAGE\n       agentplex send [-h] SESSION MESSAGE"
-SEND_EPILOG = """\
-one word is the message, for the active session (or the one -s names); two words are
-the session, then the message. Quote a message that has spaces.
-
-examples:
-  agentplex send "tell me more"               # to the active session
-  agentplex send 3f2a "tell me more"          # to session 3f2a...
-  agentplex send -s 3f2a "tell me more"       # the same
-"""
-
-
-def _send_target(args: argparse.Namespace) -> tuple[str | None, str]:
-    """``send``'s session and message from its one or two positional words."""
-    words: list[str] = args.words
-    if len(words) == 1:
-        return args.session, words[0]
-    if len(words) > 2:
-        raise InvalidArgument(
-            f"expected [SESSION] MESSAGE, got {len(words)} words (quote the message)"
-        )
-    if args.session is not None:
-        raise InvalidArgument("name the session either with -s or before the message, not both")
-    return words[0], words[1]
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse a command line; for ``start``, everything after ``--`` is the command.
-
-    argparse alone would hand the command's first word to the optional ``prompt``.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "start" and "--" in argv:
-        cut = argv.index("--")
-        args = parser.parse_args(argv[:cut])
-        args.argv = argv[cut + 1 :]
-    if args.command == "send":
-        try:
-            args.session, args.message = _send_target(args)
-        except InvalidArgument as exc:
-            # One line and exit 2, as argparse's own errors exit (but without the usage).
-            print(f"agentplex send: {exc.message}", file=sys.stderr)
-            raise SystemExit(exc.exit_code) from None
-    return args
+def _run_remote(args: argparse.Namespace) -> int:
+    """Connect to the daemon and run a command of :data:`COMMANDS` through it."""
+    with Client(timeout=args.timeout) as client:
+        return COMMANDS[args.command](client, args)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -422,21 +231,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command not in READS_OWN_CONFIG and (code := _use_config_file(args)):
         return code
     if args.command in LOCAL_COMMANDS:
-        return _run_local(args)
+        return _guarded(args, LOCAL_COMMANDS[args.command])
     if args.command in ("daemon", "demo"):
         from agentplex.cli import local
 
         return local.run_daemon(args) if args.command == "daemon" else local.run_demo(args)
-    try:
-        with Client(timeout=args.timeout) as client:
-            return COMMANDS[args.command](client, args)
-    except AgentplexError as exc:
-        print(f"agentplex {args.command}: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return 0
+    return _guarded(args, _run_remote)
 
 
 def main() -> None:

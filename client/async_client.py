@@ -352,10 +352,9 @@ def _decode_reply(frame: bytes) -> tuple[int | None, p.Reply | BadReply]:
 def _readable_id(frame: bytes) -> int | None:
     """The request id of a reply that does not decode, if that much can be read."""
     try:
-        request_id = p.envelope_decoder.decode(frame).id
+        return p.envelope_decoder.decode(frame).request_id
     except (msgspec.DecodeError, ValueError):
         return None
-    return request_id if isinstance(request_id, int) and not isinstance(request_id, bool) else None
 
 
 def check_daemon_running(paths: RuntimePaths) -> None:

@@ -126,8 +126,14 @@ Request = (
 
 
 class Envelope(msgspec.Struct, frozen=True):
-    """What the daemon can still read of a request it cannot decode, to address its error."""
+    """What can still be read of a message that does not decode (a request the daemon
+    cannot take, a reply the client cannot), to address the error to its sender."""
 
     id: Any = None
     v: Any = None
     type: Any = None
+
+    @property
+    def request_id(self) -> int | None:
+        """The id, if it is one: an int (and not a bool, which is an int too)."""
+        return self.id if type(self.id) is int else None

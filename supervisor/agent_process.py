@@ -5,22 +5,27 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from agentplex.plugins.api import Driver, PermissionPolicy
+from agentplex.plugins.api import Backend, Driver, PermissionPolicy, SessionSpec
 from agentplex.protocol import SessionStatus, Stream
-from agentplex.protocol.errors import NothingToAnswer, QueueFull, SessionEnded
+from agentplex.protocol.errors import NothingToAnswer, QueueFull, SessionEnded, SpawnFailed
 from agentplex.supervisor.chunks import BatchOutcome
 from agentplex.supervisor.output import Line, pump_lines
-from agentplex.supervisor.process_group import Child, signal_group
+from agentplex.supervisor.process_group import Child, signal_group, spawn
 
 STDERR_TAIL_LINES = 20
+
+if TYPE_CHECKING:
+    from agentplex.supervisor.context import SessionContext
 
 Deliver = Callable[["AgentProcess", Stream, list[Line]], None]
 
@@ -48,11 +53,15 @@ class AgentProcess:
     def open_stdin(
         self, tg: TaskGroup, queue_limit: int, log: structlog.typing.FilteringBoundLogger
     ) -> None:
-        """Start feeding the child's stdin from a bounded inbox."""
+        """Start feeding the child's stdin from a bounded inbox, the driver's opening
+        handshake first."""
         assert self.child.stdin is not None
         send, receive = anyio.create_memory_object_stream[bytes](queue_limit)
         self.inbox = send
         tg.start_soon(_feed_stdin, self.child.stdin, receive, log)
+        opening = self.driver.opening()
+        if opening:
+            self.write(opening)
 
     def write(self, data: bytes) -> None:
         """Queue bytes for the child's stdin, refusing when the inbox is full or closed."""
@@ -107,16 +116,19 @@ class AgentProcess:
 
     async def run(
         self,
-        wait_exit: Callable[[AgentProcess], Awaitable[None]],
         deliver: Deliver,
+        stop: Callable[[int], Awaitable[object]],
+        log: structlog.typing.FilteringBoundLogger,
         *,
+        time_limit: float,
         max_line: int,
         drain_timeout: float,
     ) -> None:
         """Read both pipes until the process has exited and its output is drained.
 
-        A leftover descendant may hold the pipes open after the agent exited: reading
-        stops ``drain_timeout`` seconds after the exit, whatever remains.
+        A process still running after ``time_limit`` seconds (a turn's timeout) is ended
+        with ``stop(pid)``. A leftover descendant may hold the pipes open after the agent
+        exited: reading stops ``drain_timeout`` seconds after the exit, whatever remains.
         """
         child = self.child
         try:
@@ -124,7 +136,7 @@ class AgentProcess:
                 pumps_done = _Countdown(2)
                 for fd, stream in ((child.stdout, Stream.STDOUT), (child.stderr, Stream.STDERR)):
                     tg.start_soon(self._pump, fd, stream, deliver, max_line, pumps_done)
-                await wait_exit(self)
+                await self._wait_exit(time_limit, stop, log)
                 with anyio.move_on_after(drain_timeout):
                     await pumps_done.wait()
                 tg.cancel_scope.cancel()
@@ -133,6 +145,20 @@ class AgentProcess:
             os.close(child.stderr)
             if self.inbox is not None:
                 self.inbox.close()
+
+    async def _wait_exit(
+        self,
+        limit: float,
+        stop: Callable[[int], Awaitable[object]],
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        with anyio.move_on_after(limit) as scope:
+            await self.child.wait()
+        if scope.cancelled_caught:
+            self.timed_out = True
+            log.warning("turn_timed_out", pid=self.child.pid, limit=limit)
+            await stop(self.child.pid)
+            await self.child.wait()
 
     async def _pump(
         self, fd: int, stream: Stream, deliver: Deliver, max_line: int, done: _Countdown
@@ -177,3 +203,34 @@ async def _feed_stdin(
         log.warning("stdin_closed_by_agent")
     finally:
         os.close(fd)
+
+
+def launch(
+    argv: list[str],
+    spec: SessionSpec,
+    backend: Backend,
+    env: dict[str, str],
+    context: SessionContext,
+    *,
+    with_stdin: bool,
+) -> tuple[AgentProcess, list[str]]:
+    """Spawn one agent process of a session in its own group, with its backend's driver;
+    returns it and the argv it runs (with the backend's configured flags)."""
+    flags = context.config.backend_flags.get(backend.id, ())
+    if flags and not spec.command:  # a command given after -- is the user's, verbatim
+        argv = [argv[0], *flags, *argv[1:]]
+    started = time.monotonic()
+    try:
+        child = spawn(
+            argv,
+            cwd=spec.cwd,
+            env=env,
+            with_stdin=with_stdin,
+            reaper=context.reaper,
+            pact=context.death_pact,
+        )
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SpawnFailed(f"cannot start {argv[0]!r}: {reason}") from exc
+    context.metrics.process_spawned(backend.id, time.monotonic() - started)
+    return AgentProcess(spec.session_id, child, backend.driver(spec)), argv

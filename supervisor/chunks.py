@@ -155,10 +155,14 @@ class ChunkStream:
             self.usage = _add_usage(self.usage, data.usage)
             self.metrics.turn_usage(self.backend_id, data.usage)
         chunk = msgspec.structs.replace(
-            data, session_id=self.session_id, seq=self.seq, stream=stream, ts=now, turn=turn
+            data,
+            session_id=self.session_id,
+            seq=self.seq,
+            stream=stream,
+            ts=now,
+            turn=turn,
+            b64=b64,
         )
-        if b64 is not None:
-            chunk = msgspec.structs.replace(chunk, b64=b64)
         payload = encode(chunk)
         return self.seq, self.seq, payload
 

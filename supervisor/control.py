@@ -141,7 +141,7 @@ def _explain(frame: bytes, exc: msgspec.DecodeError) -> _Undecodable:
         envelope = envelope_decoder.decode(frame)
     except msgspec.DecodeError:
         return _Undecodable(BadRequest(f"not a JSON request object: {exc}"), 0)
-    request_id = envelope.id if type(envelope.id) is int else 0  # bool is an int too
+    request_id = envelope.request_id or 0
     if envelope.v is not None and envelope.v != PROTOCOL_VERSION:
         error: AgentplexError = _unsupported(envelope.v)
     elif envelope.type is not None and envelope.type not in _REQUEST_TYPES:

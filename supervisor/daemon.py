@@ -23,6 +23,7 @@ from agentplex.supervisor.api import Api
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.bus import Bus
 from agentplex.supervisor.config import Config
+from agentplex.supervisor.context import SessionContext
 from agentplex.supervisor.control import ControlServer
 from agentplex.supervisor.durable import Flusher
 from agentplex.supervisor.events import EventPublisher
@@ -38,7 +39,6 @@ from agentplex.supervisor.recovery import restore_sessions
 from agentplex.supervisor.registry import SessionRegistry
 from agentplex.supervisor.retention import RetentionService
 from agentplex.supervisor.scanner import ProcessScanner
-from agentplex.supervisor.session import SessionContext
 from agentplex.supervisor.table import SessionTable
 
 MAX_ZMQ_MESSAGE = 64 << 20

@@ -17,9 +17,10 @@ import structlog
 from agentplex.plugins.api import Backend, BackendMode, PermissionPolicy, SessionSpec
 from agentplex.protocol import Header, Start
 from agentplex.protocol.errors import EmptyPrompt, InvalidArgument
+from agentplex.supervisor.context import SessionContext
 from agentplex.supervisor.personas import Persona
 from agentplex.supervisor.scanner import SESSION_MARKER
-from agentplex.supervisor.session import Session, SessionContext
+from agentplex.supervisor.session import Session
 from agentplex.supervisor.table import SessionRecord
 from agentplex.supervisor.transcript import Transcript
 from agentplex.supervisor.validation import (

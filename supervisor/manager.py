@@ -14,10 +14,11 @@ from agentplex.protocol.errors import (
     TooManySessions,
 )
 from agentplex.supervisor.backends import BackendRegistry
+from agentplex.supervisor.context import SessionContext
 from agentplex.supervisor.factory import SessionFactory
 from agentplex.supervisor.personas import Persona, PersonaRegistry
 from agentplex.supervisor.registry import SessionRegistry
-from agentplex.supervisor.session import Session, SessionContext
+from agentplex.supervisor.session import Session
 from agentplex.supervisor.validation import require_text, validate_name
 
 DEFAULT_BACKEND = "demo"

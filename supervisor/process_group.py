@@ -294,3 +294,16 @@ async def _wait_all_exited(pidfds: Mapping[int, int], timeout: float) -> bool:
             await anyio.wait_readable(fd)
         return True
     return False
+
+
+async def wait_gone(pid: int) -> None:
+    """Wait until ``pid`` has ended, through a pidfd: for a process that is not our child
+    (one taken back after a restart), whose exit no wait() can see."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        await anyio.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)

@@ -19,11 +19,12 @@ import structlog
 
 from agentplex.protocol import Recovered, SessionStatus
 from agentplex.supervisor.backends import BackendRegistry
+from agentplex.supervisor.context import SessionContext
 from agentplex.supervisor.factory import SessionFactory
 from agentplex.supervisor.history import scan_transcript
 from agentplex.supervisor.resources import start_time
 from agentplex.supervisor.scanner import session_marker_of
-from agentplex.supervisor.session import Session, SessionContext
+from agentplex.supervisor.session import Session
 from agentplex.supervisor.table import SessionRecord
 
 log = structlog.get_logger(__name__)

@@ -1,177 +1,39 @@
-"""One agent session: its processes, turns, queue, chunk stream and transcript."""
+"""One agent session at work: its processes, turns, queue and stopping (its state and the
+records of it are :class:`SessionState`'s, session_state.py)."""
 
 from __future__ import annotations
 
-import collections
 import math
-import os
 import time
-from dataclasses import dataclass
 
 import anyio
-import structlog
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
-from agentplex.plugins.api import (
-    Backend,
-    BackendMode,
-    ChunkData,
-    SessionSpec,
-)
+from agentplex.plugins.api import BackendMode, ChunkData
 from agentplex.protocol import (
     ChunkKind,
-    Footer,
-    MessageIn,
     ProcessExit,
     ProcessSpawned,
     Record,
-    SessionInfo,
     SessionStatus,
     Stream,
 )
 from agentplex.protocol.errors import (
     NothingToAnswer,
-    QueueFull,
     SessionEnded,
     SpawnFailed,
     TranscriptFailed,
 )
 from agentplex.supervisor import request_context
-from agentplex.supervisor.agent_process import AgentProcess
-from agentplex.supervisor.chunks import BatchOutcome, ChunkStream
-from agentplex.supervisor.config import Config
-from agentplex.supervisor.durable import Flusher
-from agentplex.supervisor.events import EventPublisher
-from agentplex.supervisor.history import ChunkHistory
-from agentplex.supervisor.metrics import Metrics
+from agentplex.supervisor.agent_process import AgentProcess, launch
+from agentplex.supervisor.chunks import BatchOutcome
 from agentplex.supervisor.output import Line
-from agentplex.supervisor.process_group import ChildReaper, DeathPact, kill_tree, spawn
-from agentplex.supervisor.resources import TreeUsage
-from agentplex.supervisor.scanner import ProcessScanner
-from agentplex.supervisor.table import SessionRecord, SessionTable
-from agentplex.supervisor.transcript import Transcript
+from agentplex.supervisor.process_group import kill_tree, wait_gone
+from agentplex.supervisor.session_state import SessionState
 
 
-@dataclass(frozen=True)
-class SessionContext:
-    """The daemon services every session uses."""
-
-    config: Config
-    events: EventPublisher
-    reaper: ChildReaper
-    table: SessionTable
-    metrics: Metrics
-    scanner: ProcessScanner
-    flusher: Flusher
-    death_pact: DeathPact | None
-    """How agents die with the daemon; None when they are configured to outlive it."""
-
-
-class Session:
+class Session(SessionState):
     """A live session. Its tasks run in its own task group, started with :meth:`run`."""
-
-    def __init__(
-        self,
-        *,
-        spec: SessionSpec,
-        backend: Backend,
-        tag: str | None,
-        persona_icon: str | None,
-        env: dict[str, str],
-        transcript: Transcript,
-        context: SessionContext,
-    ) -> None:
-        self.spec = spec
-        self.id = spec.session_id
-        self.backend = backend
-        self.tag = tag
-        self.persona_icon = persona_icon
-        self.created_at = time.time()
-        self.status = SessionStatus.STARTING
-        self.turns = 0
-        self.exit_code: int | None = None
-        self.ended_reason: str | None = None
-        self.adopted_pid: int | None = None
-        """The agent's pid when it was taken back, alive, after a daemon restart."""
-        self._adopted_started_at: float | None = None
-        self.resources: TreeUsage | None = None
-        """The latest sample of its processes' memory and CPU (see limits.LimitWatch)."""
-        self.transcript = transcript
-        history = ChunkHistory(
-            transcript.path,
-            ring_chunks=context.config.replay_ring_chunks,
-            ring_bytes=context.config.replay_ring_bytes,
-        )
-        self.chunks = ChunkStream(
-            self.id, transcript, context.events, history, context.metrics, backend.id
-        )
-        self._env = env
-        self._context = context
-        self._pending: collections.deque[str] = collections.deque()
-        self._process: AgentProcess | None = None
-        self._process_done = anyio.Event()
-        self._process_done.set()
-        self._ended = anyio.Event()
-        self._terminating = False
-        self._turn_started: collections.deque[float] = collections.deque()
-        """When each turn still running began (monotonic), for the turn-duration metric."""
-        self.resume_id: str | None = None
-        """The CLI's conversation id to continue with: from the last turn that completed
-        (or that its driver says was saved); a turn killed early may leave nothing."""
-        self._tg: TaskGroup | None = None
-        self.log = structlog.get_logger(__name__).bind(session_id=self.id, backend=backend.id)
-
-    # ------------------------------------------------------------------ public
-
-    @property
-    def pid(self) -> int | None:
-        """The running process's pid (its process group id too), if one runs."""
-        return self._process.child.pid if self._process else None
-
-    @property
-    def pid_started_at(self) -> float | None:
-        """The running process's start time: with its pid, proof it is still the same one."""
-        return self._process.child.started_at if self._process else self._adopted_started_at
-
-    def info(self) -> SessionInfo:
-        """A snapshot for ``list`` and events."""
-        return SessionInfo(
-            id=self.id,
-            backend=self.backend.id,
-            persona=self.spec.persona,
-            tag=self.tag,
-            cwd=str(self.spec.cwd),
-            status=self.status,
-            created_at=self.created_at,
-            persona_icon=self.persona_icon,
-            rss_bytes=self.resources.rss_bytes if self.resources else None,
-            cpu_percent=self.resources.cpu_percent if self.resources else None,
-            mode=self.spec.mode,
-            model=self.spec.model,
-            pid=self._process.child.pid if self._process else self.adopted_pid,
-            cli_session_id=self.chunks.cli_session_id,
-            turns=self.turns,
-            chunks=self.chunks.seq,
-            transcript=str(self.transcript.path),
-            queued=len(self._pending),
-            exit_code=self.exit_code,
-            ended_reason=self.ended_reason,
-            usage=self.chunks.usage,
-        )
-
-    def record(self) -> SessionRecord:
-        """What the durable table keeps: the info plus what is needed to continue it."""
-        spec = self.spec
-        return SessionRecord(
-            info=self.info(),
-            env=dict(spec.env),
-            command=list(spec.command),
-            instructions=spec.instructions,
-            allowed_tools=list(spec.allowed_tools),
-            permission_policy=spec.permission_policy,
-            resume_id=self.resume_id,
-            pid_started_at=self.pid_started_at,
-        )
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Own the session's tasks until it has ended."""
@@ -188,15 +50,7 @@ class Session:
     async def _watch_adopted(self, pid: int) -> None:
         """Follow a process taken back after a restart (not our child: its output is lost
         with the old daemon's pipes; its end is still seen, through a pidfd)."""
-        try:
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            pidfd = None
-        if pidfd is not None:
-            try:
-                await anyio.wait_readable(pidfd)
-            finally:
-                os.close(pidfd)
+        await wait_gone(pid)
         if not self._terminating:
             self.adopted_pid = None
             self._finish(SessionStatus.EXITED, "re-adopted agent process ended")
@@ -224,38 +78,12 @@ class Session:
         if self._process is None:
             self._start_turn(message)
             return 0
-        if len(self._pending) >= self._context.config.queue_limit:
-            raise QueueFull(f"session {self.id} already holds {len(self._pending)} queued messages")
-        self._pending.append(message)
-        return len(self._pending)
+        return self._turns.queue(message)
 
     def interrupt(self) -> None:
         """Stop the running turn: in-band when the agent takes that, else SIGINT to its group."""
         if self._process is not None:
             self._process.interrupt()
-
-    def restore(self, record: SessionRecord, status: SessionStatus) -> None:
-        """Take back the state a crashed daemon saved (before :meth:`run`)."""
-        info = record.info
-        self.created_at = info.created_at
-        self.turns = info.turns
-        self.exit_code = info.exit_code
-        self.ended_reason = info.ended_reason
-        self.resume_id = record.resume_id
-        self.chunks.restore(info.chunks, info.usage, info.cli_session_id)
-        self.status = status
-        if status.ended:
-            self._ended.set()
-        elif status is not SessionStatus.INTERRUPTED:
-            self.adopted_pid = record.info.pid
-            self._adopted_started_at = record.pid_started_at
-
-    @property
-    def finished_streaming(self) -> bool:
-        """No chunk will ever follow the last one."""
-        if self.status is SessionStatus.INTERRUPTED:
-            return self.spec.mode is BackendMode.LONG_LIVED
-        return self.status.ended
 
     def permit(self, allow: bool, request_id: str | None = None) -> str:
         """Answer the agent's pending permission request; returns the request id answered."""
@@ -271,13 +99,7 @@ class Session:
         if self._terminating or self.status.ended:
             await self._ended.wait()
             return False
-        self._terminating = True
-        self._pending.clear()
-        pgid = self._process.child.pid if self._process else self.adopted_pid
-        escalated = await self._kill_tree(pgid, grace)
-        await self._process_done.wait()
-        self._finish(SessionStatus.TERMINATED, reason)
-        return escalated
+        return await self._stop(grace, reason)
 
     async def kill_now(self, reason: str) -> None:
         """SIGKILL the session's processes without a grace period and record its end.
@@ -285,14 +107,17 @@ class Session:
         For a daemon told twice to stop; unlike :meth:`terminate` it does not wait on a
         terminate already under way (whose wait for the grace period was cancelled).
         """
-        if self.status.ended:
-            return
+        if not self.status.ended:
+            await self._stop(0, reason)  # no grace: SIGKILL follows SIGTERM at once
+
+    async def _stop(self, grace: float, reason: str) -> bool:
         self._terminating = True
-        self._pending.clear()
+        self._turns.queued.clear()
         pgid = self._process.child.pid if self._process else self.adopted_pid
-        await self._kill_tree(pgid, 0)  # no grace: SIGKILL follows SIGTERM at once
+        escalated = await self._kill_tree(pgid, grace)
         await self._process_done.wait()
         self._finish(SessionStatus.TERMINATED, reason)
+        return escalated
 
     async def _kill_tree(self, pgid: int | None, grace: float) -> bool:
         context = self._context
@@ -302,9 +127,7 @@ class Session:
 
     def _start_turn(self, message: str) -> None:
         argv = self.backend.argv(self.spec, message, self.resume_id)
-        self._turn_started.append(time.monotonic())
-        self.turns += 1
-        self._log(MessageIn(text=message, ts=time.time(), turn=self.turns))
+        self._log(self._turns.begin(message))
         self._launch(argv, with_stdin=False)
 
     def _deliver(self, message: str) -> None:
@@ -313,67 +136,43 @@ class Session:
         if process is None or process.inbox is None:
             raise SessionEnded(f"session {self.id} has no running process")
         process.deliver(message)
-        self._turn_started.append(time.monotonic())
-        self.turns += 1
-        self._log(MessageIn(text=message, ts=time.time(), turn=self.turns))
+        self._log(self._turns.begin(message))
         self._set_status(SessionStatus.RUNNING)
 
     def _launch(self, argv: list[str], *, with_stdin: bool) -> None:
         assert self._tg is not None, "run() must be started first"
-        flags = self._context.config.backend_flags.get(self.backend.id, ())
-        if flags and not self.spec.command:  # a command given after -- is the user's, verbatim
-            argv = [argv[0], *flags, *argv[1:]]
-        started = time.monotonic()
-        try:
-            child = spawn(
-                argv,
-                cwd=self.spec.cwd,
-                env=self._env,
-                with_stdin=with_stdin,
-                reaper=self._context.reaper,
-                pact=self._context.death_pact,
-            )
-        except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise SpawnFailed(f"cannot start {argv[0]!r}: {reason}") from exc
-        self._context.metrics.process_spawned(self.backend.id, time.monotonic() - started)
-        process = AgentProcess(self.id, child, self.backend.driver(self.spec))
+        process, argv = launch(
+            argv, self.spec, self.backend, self._env, self._context, with_stdin=with_stdin
+        )
+        child = process.child
         self._process = process
         self._process_done = anyio.Event()
         self._log(ProcessSpawned(pid=child.pid, argv=argv, ts=time.time(), turn=self.turns))
         self.log.info("process_spawned", pid=child.pid, argv0=argv[0])
         if child.stdin is not None:
             process.open_stdin(self._tg, self._context.config.queue_limit, self.log)
-            opening = process.driver.opening()
-            if opening:
-                process.write(opening)
         self._tg.start_soon(self._supervise, process)
         self._set_status(SessionStatus.RUNNING)
 
     async def _supervise(self, process: AgentProcess) -> None:
         config = self._context.config
+        turn = self.spec.mode is BackendMode.TURN
+
+        async def stop(pid: int) -> None:
+            await self._kill_tree(pid, config.terminate_grace)
+
         await process.run(
-            self._wait_exit,
             self._deliver_lines,
+            stop,
+            self.log,
+            time_limit=config.turn_timeout if turn else math.inf,
             max_line=config.max_line_bytes,
             drain_timeout=config.drain_timeout,
         )
-        if self.spec.mode is BackendMode.TURN and config.stop_turn_leftovers:
+        if turn and config.stop_turn_leftovers:
             # Agent CLIs orphan their tool processes when stopped; a turn owns what it started.
             await self._kill_tree(None, config.terminate_grace)
         self._process_ended(process)
-
-    async def _wait_exit(self, process: AgentProcess) -> None:
-        """Wait for the process; a turn that outlives ``turn_timeout`` is stopped."""
-        config = self._context.config
-        limit = config.turn_timeout if self.spec.mode is BackendMode.TURN else math.inf
-        with anyio.move_on_after(limit) as scope:
-            await process.child.wait()
-        if scope.cancelled_caught:
-            process.timed_out = True
-            self.log.warning("turn_timed_out", pid=process.child.pid, limit=limit)
-            await self._kill_tree(process.child.pid, config.terminate_grace)
-            await process.child.wait()
 
     def _deliver_lines(self, process: AgentProcess, stream: Stream, lines: list[Line]) -> None:
         if self.transcript.failed is not None:
@@ -425,12 +224,7 @@ class Session:
         self._end_turn(process, status.describe(), failed=status.code != 0)
 
     def _end_turn(self, process: AgentProcess, how: str, *, failed: bool) -> None:
-        self._turns_finished(1)
-        if not failed or (process.interrupted and process.finished):
-            self.resume_id = self.chunks.cli_session_id
-            self._context.table.changed(self)
-        elif (saved := process.driver.resumable_id()) is not None:
-            self.resume_id = saved
+        if self._turns.ended(process, self.chunks.cli_session_id, failed=failed):
             self._context.table.changed(self)
         if process.timed_out:
             limit = self._context.config.turn_timeout
@@ -441,21 +235,15 @@ class Session:
             self._emit_daemon(ChunkKind.SYSTEM, f"turn {self.turns} interrupted ({how})")
         elif failed:
             self._report_failure(process, f"{self.backend.id} turn {self.turns} failed: {how}")
-        while self._pending:
+        while self._turns.queued:
             try:
-                self._start_turn(self._pending.popleft())
+                self._start_turn(self._turns.queued.popleft())
                 return
             except SpawnFailed as exc:
                 self._emit_daemon(ChunkKind.ERROR, exc.message)
         self._set_status(SessionStatus.IDLE)
 
     # ------------------------------------------------------------------ chunks
-
-    def _turns_finished(self, count: int) -> None:
-        now = time.monotonic()
-        for _ in range(min(count, len(self._turn_started))):
-            started = self._turn_started.popleft()
-            self._context.metrics.turn_finished(self.backend.id, now - started)
 
     def _report_failure(self, process: AgentProcess, what: str) -> None:
         """An ``error`` chunk saying what failed, with the end of the agent's stderr."""
@@ -473,43 +261,7 @@ class Session:
         """Let the process take in the batch; move a long-lived session's status along."""
         long_lived = self.spec.mode is BackendMode.LONG_LIVED
         if long_lived:
-            self._turns_finished(outcome.results)
+            self._turns.finished(outcome.results)
         status = process.absorb(outcome, self.spec.permission_policy)
         if status is SessionStatus.WAITING_INPUT or (status is SessionStatus.IDLE and long_lived):
             self._set_status(status)
-
-    # ------------------------------------------------------------------ status
-
-    def _set_status(self, status: SessionStatus) -> None:
-        previous, self.status = self.status, status
-        if previous != status:
-            self.log.debug("status_changed", status=status.value, previous=previous.value)
-            self._context.events.status_changed(self.info(), previous)
-            self._context.table.changed(self)
-
-    def _finish(self, status: SessionStatus, reason: str) -> None:
-        """Record the end: footer, final status, ``session.terminated``; once."""
-        if self._ended.is_set():
-            return
-        self.ended_reason = reason
-        self._set_status(status)
-        footer = Footer(
-            ts=time.time(),
-            status=status,
-            reason=reason,
-            chunks=self.chunks.seq,
-            turns=self.turns,
-            usage=self.chunks.usage,
-        )
-        try:
-            self.transcript.write(footer)
-        except TranscriptFailed as exc:
-            self.log.error("transcript_not_finished", error=exc.message)
-        self.transcript.close(self._context.flusher)
-        self.log.info("session_ended", status=status.value, reason=reason)
-        self._context.events.terminated(self.info(), reason)
-        self._ended.set()
-
-    def fail(self, reason: str) -> None:
-        """Mark a session that could not start as failed."""
-        self._finish(SessionStatus.FAILED, reason)

@@ -19,7 +19,7 @@ from support import session_info
 
 import agentplex.client
 from agentplex import protocol as p
-from agentplex.cli.main import EPILOG
+from agentplex.cli.parser import EPILOG
 from agentplex.protocol import errors as e
 
 UNIONS = {

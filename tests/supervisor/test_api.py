@@ -32,6 +32,7 @@ from agentplex.supervisor.api import REQUIRED_ROLE, Api, Caller
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.bus import Bus, Gap, Message, Subscription
 from agentplex.supervisor.config import Config
+from agentplex.supervisor.context import SessionContext
 from agentplex.supervisor.control import ControlServer
 from agentplex.supervisor.durable import Flusher
 from agentplex.supervisor.events import EventPublisher
@@ -41,7 +42,6 @@ from agentplex.supervisor.personas import PersonaRegistry
 from agentplex.supervisor.process_group import ChildReaper
 from agentplex.supervisor.registry import SessionRegistry
 from agentplex.supervisor.scanner import ProcessScanner
-from agentplex.supervisor.session import SessionContext
 from agentplex.supervisor.table import SessionTable
 
 T = TypeVar("T")

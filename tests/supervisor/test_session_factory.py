@@ -14,6 +14,7 @@ from agentplex.plugins.codex import PASSED_THROUGH
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.bus import Bus
 from agentplex.supervisor.config import Config
+from agentplex.supervisor.context import SessionContext
 from agentplex.supervisor.durable import Flusher
 from agentplex.supervisor.events import EventPublisher
 from agentplex.supervisor.factory import SessionFactory
@@ -21,7 +22,7 @@ from agentplex.supervisor.metrics import Metrics
 from agentplex.supervisor.personas import BUILTIN_DIR, PersonaRegistry, TemplateLoader
 from agentplex.supervisor.process_group import ChildReaper
 from agentplex.supervisor.scanner import SESSION_MARKER, ProcessScanner
-from agentplex.supervisor.session import Session, SessionContext
+from agentplex.supervisor.session import Session
 from agentplex.supervisor.table import SessionTable
 
 
