@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import stat
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from agentplex.protocol import DaemonInfo
 from agentplex.protocol.errors import AgentplexError, ConfigError, DaemonNotRunning
 from agentplex.protocol.paths import (
     RuntimePaths,
@@ -24,6 +26,9 @@ Status = Literal["ok", "warn", "fail"]
 MIN_FREE_BYTES = 100 << 20
 LOW_FREE_BYTES = 1 << 30
 PING_TIMEOUT = 3.0
+FEW_FDS = 4096
+"""Below this many descriptors, a daemon has room for only a few hundred sessions."""
+FD_FIX = "raise the hard limit the daemon gets: LimitNOFILE= in its unit, or ulimit -Hn"
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,9 @@ def diagnose(config_path: str | None = None) -> Iterator[Check]:
     yield from _config(config_path)
     runtime_dir = default_runtime_dir()
     yield _runtime_dir(runtime_dir)
-    yield _daemon(RuntimePaths(runtime_dir))
+    daemon, info = _daemon(RuntimePaths(runtime_dir))
+    yield daemon
+    yield _descriptors(info)
     state_dir = default_state_dir()
     yield _state_dir(state_dir)
     yield _disk(state_dir)
@@ -126,30 +133,56 @@ def _private_dir(name: str, path: Path) -> Check:
     return Check("ok", name, f"{path} (mode {mode:04o}, yours)")
 
 
-def _daemon(paths: RuntimePaths) -> Check:
+def _daemon(paths: RuntimePaths) -> tuple[Check, DaemonInfo | None]:
+    """The daemon's check, and what it said of itself if it answered."""
     from agentplex.client.sync_client import Client
 
     start = "agentplex daemon &  (or: agentplex service install)"
     if not paths.control.exists():
-        return Check("warn", "daemon", f"not running (no socket in {paths.runtime_dir})", start)
+        missing = f"not running (no socket in {paths.runtime_dir})"
+        return Check("warn", "daemon", missing, start), None
     for sock in (paths.control, paths.events):
         if not sock.exists() or not stat.S_ISSOCK(sock.stat().st_mode):
-            return Check("fail", "daemon", f"{sock} is missing or not a socket", start)
+            return Check("fail", "daemon", f"{sock} is missing or not a socket", start), None
         if stat.S_IMODE(sock.stat().st_mode) & 0o077:
-            return Check("fail", "daemon", f"{sock} is open to others", f"chmod 600 {sock}")
+            return Check("fail", "daemon", f"{sock} is open to others", f"chmod 600 {sock}"), None
     try:
         with Client(paths.runtime_dir, timeout=PING_TIMEOUT) as client:
             info = client.ping()
     except DaemonNotRunning as exc:
-        return Check("warn", "daemon", exc.message, start)
+        return Check("warn", "daemon", exc.message, start), None
     except AgentplexError as exc:
-        return Check("fail", "daemon", exc.message, "see its log: journalctl --user -u agentplex")
-    return Check(
-        "ok",
-        "daemon",
+        fix = "see its log: journalctl --user -u agentplex"
+        return Check("fail", "daemon", exc.message, fix), None
+    detail = (
         f"pid {info.pid}, version {info.version}, "
-        f"{info.sessions} live sessions, sockets in {paths.runtime_dir}",
+        f"{info.sessions} live sessions, sockets in {paths.runtime_dir}"
     )
+    return Check("ok", "daemon", detail), info
+
+
+def _descriptors(info: DaemonInfo | None) -> Check:
+    """The running daemon's file descriptors; else what a daemon started here would get
+    (it raises its soft limit to the hard one)."""
+    from agentplex.supervisor.descriptors import PER_SESSION
+
+    if info is None or not info.fd_limit:  # no daemon, or one too old to say
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        limit = soft if hard == resource.RLIM_INFINITY else max(soft, hard)
+        detail = f"a daemon started here can open {limit} (soft limit now {soft})"
+        status: Status = "warn" if limit < FEW_FDS else "ok"
+        return Check(status, "descriptors", detail, FD_FIX if status == "warn" else "")
+    usable = info.fd_limit - info.fd_reserve
+    fit = max(0, usable // PER_SESSION)
+    detail = (
+        f"{info.fds_open} of {info.fd_limit} open, {info.fd_reserve} kept free "
+        f"(room for about {fit} sessions)"
+    )
+    if info.fds_open + PER_SESSION > usable:
+        return Check("fail", "descriptors", f"{detail}: new sessions are refused", FD_FIX)
+    if info.fd_limit < FEW_FDS:
+        return Check("warn", "descriptors", detail, FD_FIX)
+    return Check("ok", "descriptors", detail)
 
 
 def _state_dir(path: Path) -> Check:

@@ -23,6 +23,9 @@ DEMO_PROMPTS = (
     "And how would an editor plugin watch you?",
 )
 DAEMON_START_TIMEOUT = 15.0
+INTERRUPTED_STOP_WAIT = 0.5
+"""After a Ctrl-C, how long ``demo`` waits for the daemon it started to stop: the command
+must end within a second."""
 
 
 def run_daemon(args: argparse.Namespace) -> int:
@@ -60,15 +63,19 @@ def run_demo(args: argparse.Namespace) -> int:
         check_daemon_running(paths)
     except DaemonNotRunning:
         daemon = _spawn_daemon(paths, args.state_dir)
+    interrupted = False
     try:
         with Client() as client:
             _converse(client, args.turns)
     except AgentplexError as exc:
         print(f"agentplex demo: {exc.message}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         if daemon is not None:
-            _stop_daemon(daemon)
+            _stop_daemon(daemon, interrupted=interrupted)
     return 0
 
 
@@ -98,23 +105,37 @@ def _spawn_daemon(paths: RuntimePaths, state_dir: str | None) -> subprocess.Pope
     if state_dir:
         argv += ["--state-dir", state_dir]
     env = dict(os.environ, AGENTPLEX_RUNTIME_DIR=str(paths.runtime_dir))
-    daemon = subprocess.Popen(argv, env=env)
+    # Its own session: a Ctrl-C at the terminal reaches only this command, which then stops
+    # the daemon with one SIGTERM (a clean stop) rather than two signals (a cut-short one).
+    daemon = subprocess.Popen(argv, env=env, start_new_session=True)
+    try:
+        _wait_daemon_ready(paths, daemon)
+    except BaseException:  # it died, or Ctrl-C meanwhile: leave no daemon behind
+        _stop_daemon(daemon, interrupted=True)
+        raise
+    print(f"daemon started (pid {daemon.pid}, runtime dir {paths.runtime_dir})")
+    return daemon
+
+
+def _wait_daemon_ready(paths: RuntimePaths, daemon: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + DAEMON_START_TIMEOUT
     while True:
         try:
             check_daemon_running(paths)
-            print(f"daemon started (pid {daemon.pid}, runtime dir {paths.runtime_dir})")
-            return daemon
+            return
         except DaemonNotRunning:
             if daemon.poll() is not None or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
 
 
-def _stop_daemon(daemon: subprocess.Popen[bytes]) -> None:
+def _stop_daemon(daemon: subprocess.Popen[bytes], *, interrupted: bool) -> None:
+    """SIGTERM the daemon and wait for its clean stop (SIGKILL if it takes too long).
+    After a Ctrl-C the wait is short, and a daemon still stopping then finishes alone."""
     daemon.send_signal(signal.SIGTERM)
     try:
-        daemon.wait(timeout=DAEMON_START_TIMEOUT)
+        daemon.wait(timeout=INTERRUPTED_STOP_WAIT if interrupted else DAEMON_START_TIMEOUT)
     except subprocess.TimeoutExpired:
-        daemon.kill()
-        daemon.wait()
+        if not interrupted:
+            daemon.kill()
+            daemon.wait()

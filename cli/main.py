@@ -41,6 +41,7 @@ def cmd_start(client: Client, args: argparse.Namespace) -> int:
         cwd=str(Path(args.cwd).absolute()),
         env=parse_env(args.env),
         argv=argv,
+        keep_children=args.keep_children,
     )
     print(p.encode(info).decode() if args.json else info.id)
     if args.attach:
@@ -86,7 +87,7 @@ def cmd_switch(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_ls(client: Client, args: argparse.Namespace) -> int:
-    reply = client.list()
+    reply = client.list(all=args.all)
     if args.json:
         print(p.encode(reply.sessions).decode())
     elif reply.sessions:

@@ -108,6 +108,11 @@ def _add_start(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument("--cwd", default=os.getcwd(), help="working directory (default: here)")
     s.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
     s.add_argument("--attach", "-a", action="store_true", help="attach after starting")
+    s.add_argument(
+        "--keep-children",
+        action="store_true",
+        help="let what the agent leaves running outlive it (until terminated)",
+    )
     s.add_argument("--json", action="store_true", help="print the session as JSON")
     s.add_argument("prompt", nargs="?", help="first prompt (required for turn-based backends)")
     s.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -153,6 +158,9 @@ def _add_session_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
 def _add_views(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ls = sub.add_parser("ls", help="list sessions")
     ls.add_argument("--json", action="store_true")
+    ls.add_argument(
+        "--all", "-a", action="store_true", help="also sessions ended over keep_ended ago"
+    )
     a = sub.add_parser("attach", help="print a session's history, then its live output")
     a.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
     a.add_argument("--from", dest="from_seq", type=int, default=1, help="first seq to show")

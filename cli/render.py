@@ -19,7 +19,8 @@ def session_table(sessions: list[SessionInfo], active: str | None) -> str:
     now = time.time()
     for s in sessions:
         mark = "*" if s.id == active else " "
-        label = " ".join(x for x in (s.tag, s.persona) if x) or "-"
+        keeps = "(keeps children)" if s.keep_children else None
+        label = " ".join(x for x in (s.tag, s.persona, keeps) if x) or "-"
         lines.append(
             f"{mark} {s.id[:8]:<8} {s.backend:<8} {s.status.value:<11} {s.turns:>5} "
             f"{s.chunks:>7} {_age(now - s.created_at):>6}  {label}"

@@ -23,10 +23,11 @@ from anyio.abc import TaskGroup
 
 from agentplex import protocol as p
 from agentplex.client.follow import follow
+from agentplex.client.runtime_dir import check_daemon_running as check_daemon_running
 from agentplex.protocol.errors import (
     AgentplexError,
     BadReply,
-    DaemonNotRunning,
+    FrameTooLarge,
     InvalidArgument,
     RequestTimeout,
     error_from_code,
@@ -85,8 +86,10 @@ class AsyncClient:
         try:
             await self._tg.__aexit__(et, e, tb)
         finally:
-            self._dealer.close()
-            self._ctx.term()
+            # destroy, not term: term() blocks until every socket is closed, and a
+            # subscription whose task was cancelled mid-receive (Ctrl-C in a follow) may
+            # still hold one open; destroy closes them here, on the loop that owns them.
+            self._ctx.destroy(linger=0)
 
     # ------------------------------------------------------------------ requests
 
@@ -103,9 +106,13 @@ class AsyncClient:
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
         argv: Sequence[str] = (),
+        keep_children: bool = False,
         timeout: float | None = None,
     ) -> p.SessionInfo:
         """Start a session; returns its info (status ``running`` once its process runs).
+
+        ``keep_children``: what the agent leaves running when its process exits runs on
+        (a terminate and the daemon's shutdown still end it).
 
         No ``backend``: the persona's default backend, else ``demo``.
         """
@@ -120,6 +127,7 @@ class AsyncClient:
             cwd=os.fspath(cwd) if cwd is not None else None,
             env=dict(env or {}),
             argv=list(argv),
+            keep_children=keep_children,
         )
         return (await self.request(request, p.Started, timeout)).session
 
@@ -161,9 +169,10 @@ class AsyncClient:
         """Every persona template, and the template files that could not be read."""
         return await self.request(p.ListPersonas(), p.Personas, timeout)
 
-    async def list(self, *, timeout: float | None = None) -> p.Sessions:
-        """Every session the daemon knows, and the active one."""
-        return await self.request(p.ListSessions(), p.Sessions, timeout)
+    async def list(self, *, all: bool = False, timeout: float | None = None) -> p.Sessions:
+        """The sessions the daemon holds (live, and ended less than its ``keep_ended`` ago)
+        and the active one; with ``all``, also every older session it has a record of."""
+        return await self.request(p.ListSessions(all=all), p.Sessions, timeout)
 
     async def inspect(
         self, session: str | None = None, *, timeout: float | None = None
@@ -199,10 +208,11 @@ class AsyncClient:
         """Send any request and return its reply, raising the error an error reply names."""
         assert self._dealer is not None, "use the client inside 'async with'"
         request_id = next(self._ids)
+        frame = encode_request(msgspec.structs.replace(request, id=request_id))
         waiter = _Waiter()
         self._waiting[request_id] = waiter
         try:
-            await self._dealer.send(p.encode(msgspec.structs.replace(request, id=request_id)))
+            await self._dealer.send(frame)
             limit = self.timeout if timeout is None else timeout
             with anyio.fail_after(limit):
                 await waiter.event.wait()
@@ -333,6 +343,18 @@ class Subscription:
         return None
 
 
+def encode_request(request: p.Request) -> bytes:
+    """The request's control frame, or FrameTooLarge if the daemon would refuse it: refused
+    here, before sending, so the caller learns at once (and nothing big crosses the socket)."""
+    frame = p.encode(request)
+    if len(frame) > p.MAX_FRAME_BYTES:
+        raise FrameTooLarge(
+            f"the {type(request).__name__.lower()} request is {len(frame)} bytes, over the "
+            f"{p.MAX_FRAME_BYTES} bytes a control frame may carry"
+        )
+    return frame
+
+
 class _Waiter:
     def __init__(self) -> None:
         self.event = anyio.Event()
@@ -355,31 +377,6 @@ def _readable_id(frame: bytes) -> int | None:
         return p.envelope_decoder.decode(frame).request_id
     except (msgspec.DecodeError, ValueError):
         return None
-
-
-def check_daemon_running(paths: RuntimePaths) -> None:
-    """Raise DaemonNotRunning, saying how to start one, if nothing serves ``paths``."""
-    hint = f"start one with: agentplex daemon --runtime-dir {paths.runtime_dir}"
-    if not paths.control.exists():
-        raise DaemonNotRunning(f"no agentplex daemon is running at {paths.runtime_dir}; {hint}")
-    try:
-        pid = int(paths.lock.read_text().strip() or 0)
-    except (OSError, ValueError):
-        pid = 0
-    if pid <= 0 or not _alive(pid):
-        raise DaemonNotRunning(
-            f"the agentplex daemon at {paths.runtime_dir} is gone (stale socket); {hint}"
-        )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _member(kind: type[_E], value: str | None, what: str) -> _E | None:

@@ -54,7 +54,7 @@ class UnsupportedVersion(AgentplexError):
 
 
 class FrameTooLarge(AgentplexError):
-    """A control frame is larger than the daemon accepts."""
+    """A control frame is over MAX_FRAME_BYTES (the client refuses it before sending)."""
 
     code = "frame_too_large"
     exit_code = EXIT_USAGE
@@ -116,6 +116,13 @@ class SessionEnded(AgentplexError):
     exit_code = EXIT_CONFLICT
 
 
+class AgentNotReading(AgentplexError):
+    """The session's agent still runs but has closed its stdin: it takes no more messages."""
+
+    code = "agent_not_reading"
+    exit_code = EXIT_CONFLICT
+
+
 class QueueFull(AgentplexError):
     """A send arrived while the session's message queue was full."""
 
@@ -137,6 +144,13 @@ class TooManySessions(AgentplexError):
     exit_code = EXIT_CONFLICT
 
 
+class TooManyOpenFiles(AgentplexError):
+    """Starting a session would bring the daemon too near its file descriptor limit."""
+
+    code = "too_many_open_files"
+    exit_code = EXIT_TEMPFAIL
+
+
 class EmptyPrompt(AgentplexError):
     """A prompt or message is empty where one is required."""
 
@@ -145,7 +159,7 @@ class EmptyPrompt(AgentplexError):
 
 
 class InvalidName(AgentplexError):
-    """A tag or persona name is not a safe, printable name of at most 128 characters."""
+    """A tag or persona name is not safe and printable, or over 128 characters or 200 bytes."""
 
     code = "invalid_name"
     exit_code = EXIT_USAGE
@@ -208,10 +222,19 @@ class DaemonNotRunning(AgentplexError):
 
 
 class DaemonAlreadyRunning(AgentplexError):
-    """Another daemon holds the runtime directory's lock."""
+    """Another daemon holds the lock of the runtime directory or of the state directory."""
 
     code = "daemon_already_running"
     exit_code = EXIT_CONFLICT
+
+
+class UnsafeDirectory(AgentplexError):
+    """A runtime or state directory, or a socket in it, is not private to this user."""
+
+    # Owned by another uid, writable by others, or a shared directory such as /tmp itself.
+
+    code = "unsafe_directory"
+    exit_code = EXIT_NOPERM
 
 
 class RequestTimeout(AgentplexError):

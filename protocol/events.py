@@ -38,6 +38,11 @@ class Chunk(Tagged, frozen=True, kw_only=False, tag="agent.chunk"):
     ts: float = 0.0
     turn: int = 0
     b64: str | None = None
+    elided: int = 0
+    """Only on the events socket, never in a transcript or a replay: this message stands
+    for ``elided`` chunks from ``seq`` on whose message was too large to publish (over the
+    daemon's ``pub_max_message_bytes``); ``text`` is empty. Fetch them with ``replay``
+    (``follow()`` does). 0 for every real chunk."""
 
 
 class ChunkBatch(Tagged, frozen=True, tag="agent.chunks"):

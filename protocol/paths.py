@@ -13,11 +13,19 @@ from pathlib import Path
 CONTROL_SOCKET = "control.sock"
 EVENTS_SOCKET = "events.sock"
 LOCK_FILE = "daemon.lock"
+"""In the runtime dir and in the state dir: ``flock``-ed by the daemon for its life."""
 _MAX_IPC_PATH = 107
 
 
 def default_runtime_dir() -> Path:
-    """``$AGENTPLEX_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/agentplex``, else a per-user /tmp dir."""
+    """``$AGENTPLEX_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/agentplex``, else a per-user /tmp dir.
+
+    The /tmp fallback is a guessable name in a shared directory: the daemon creates it 0700
+    and refuses it if it was there before with another owner or mode, and a client sends
+    nothing to it unless it and its sockets belong to the client's user alone (see
+    ``supervisor/dirs.py`` and ``client/runtime_dir.py``). Someone else can then at worst
+    keep the daemon from starting there, never listen in its place.
+    """
     explicit = os.environ.get("AGENTPLEX_RUNTIME_DIR")
     if explicit:
         return Path(explicit)

@@ -13,7 +13,9 @@ from agentplex.protocol.values import (
 )
 
 
-class _Reply(Tagged, frozen=True, kw_only=True):
+class _Reply(Tagged, frozen=True, kw_only=True, omit_defaults=False):
+    # Every field always written: a reply to request id 0 still carries ``"id": 0``, and
+    # a client reads ``queued``, ``escalated``... without knowing the defaults.
     id: int = 0
 
 

@@ -33,6 +33,9 @@ class Start(_Request, frozen=True, tag="start"):
     cwd: str | None = None
     env: dict[str, str] = {}
     argv: list[str] = []
+    keep_children: bool = False
+    """Let what the agent leaves running when its process exits run on (a terminate and
+    the daemon's shutdown still end it)."""
 
 
 class Send(_Request, frozen=True, tag="send"):
@@ -56,7 +59,10 @@ class Terminate(_Request, frozen=True, tag="terminate"):
 
 
 class ListSessions(_Request, frozen=True, tag="list"):
-    """List every session the daemon knows."""
+    """List the sessions the daemon holds: live ones and those ended less than
+    ``keep_ended`` ago; with ``all``, also every older one its session table records."""
+
+    all: bool = False
 
 
 class Switch(_Request, frozen=True, tag="switch"):

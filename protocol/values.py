@@ -9,8 +9,10 @@ import msgspec
 from agentplex.protocol.enums import BackendMode, PermissionPolicy, SessionStatus
 
 PROTOCOL_VERSION: Final = 1
-MAX_FRAME_BYTES: Final = 1 << 20
-"""Largest control frame the daemon accepts; larger ones get a ``frame_too_large`` error."""
+MAX_FRAME_BYTES: Final = 8 << 20
+"""Largest control frame the daemon accepts; larger ones get a ``frame_too_large`` error
+(and the client refuses to send them). Room for a prompt of a few MiB: people paste logs and
+whole files into prompts."""
 
 
 class Tagged(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
@@ -53,6 +55,8 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     exit_code: int | None = None
     ended_reason: str | None = None
     usage: Usage = Usage()
+    keep_children: bool = False
+    """What the agent leaves running outlives its process (see ``Start.keep_children``)."""
 
 
 class BackendInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,3 +95,10 @@ class DaemonInfo(msgspec.Struct, frozen=True, kw_only=True):
     state_dir: str
     started_at: float
     sessions: int
+    fd_limit: int = 0
+    """The daemon's file descriptor limit (its soft RLIMIT_NOFILE; 0: an older daemon)."""
+    fds_open: int = 0
+    """Descriptors the daemon has open now."""
+    fd_reserve: int = 0
+    """Descriptors kept free for connections, replays and stopping processes: a start that
+    could eat into them is refused with ``too_many_open_files``."""

@@ -37,3 +37,12 @@ def die_with_parent(expected_parent: int, sig: signal.Signals = signal.SIGKILL) 
     _prctl(_PR_SET_PDEATHSIG, int(sig))
     if os.getppid() != expected_parent:
         os._exit(1)
+
+
+def prepare_leader(expected_parent: int | None) -> None:
+    """In a freshly forked session leader: become a child subreaper (kept across execve),
+    so what its descendants orphan stays in its tree; and with ``expected_parent``, die
+    with that parent as :func:`die_with_parent` does."""
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    if expected_parent is not None:
+        die_with_parent(expected_parent)

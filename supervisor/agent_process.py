@@ -17,7 +17,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from agentplex.plugins.api import Backend, Driver, PermissionPolicy, SessionSpec
 from agentplex.protocol import SessionStatus, Stream
-from agentplex.protocol.errors import NothingToAnswer, QueueFull, SessionEnded, SpawnFailed
+from agentplex.protocol.errors import (
+    AgentNotReading,
+    NothingToAnswer,
+    QueueFull,
+    SessionEnded,
+    SpawnFailed,
+)
 from agentplex.supervisor.chunks import BatchOutcome
 from agentplex.supervisor.output import Line, pump_lines
 from agentplex.supervisor.process_group import Child, signal_group, spawn
@@ -63,18 +69,26 @@ class AgentProcess:
         if opening:
             self.write(opening)
 
-    def write(self, data: bytes) -> None:
-        """Queue bytes for the child's stdin, refusing when the inbox is full or closed."""
+    def check_writable(self) -> None:
+        """Raise what :meth:`write` would raise now, writing nothing: a message is logged
+        before it is written, and only when it will be taken."""
         if self.inbox is None:
             raise SessionEnded(f"session {self.session_id} has no agent reading messages")
-        try:
-            self.inbox.send_nowait(data)
-        except anyio.WouldBlock:
-            raise QueueFull(
-                f"session {self.session_id}: the agent is not reading its stdin"
-            ) from None
-        except anyio.ClosedResourceError:
-            raise SessionEnded(f"session {self.session_id}: the agent process has ended") from None
+        room = self.inbox.statistics()
+        if not room.open_send_streams:  # closed by run(): the process has ended
+            raise SessionEnded(f"session {self.session_id}: the agent process has ended")
+        if not room.open_receive_streams:  # _feed_stdin stopped: the agent closed its stdin
+            raise AgentNotReading(
+                f"session {self.session_id}: the agent closed its stdin and reads no more messages"
+            )
+        if room.current_buffer_used >= room.max_buffer_size and not room.tasks_waiting_receive:
+            raise QueueFull(f"session {self.session_id}: the agent is not reading its stdin")
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the child's stdin, refusing when the inbox is full or closed."""
+        self.check_writable()
+        assert self.inbox is not None  # checked above
+        self.inbox.send_nowait(data)  # cannot fail: nothing ran since the check
 
     def deliver(self, message: str) -> None:
         """Send a message to the long-lived agent; its turn is open until a result."""
@@ -228,9 +242,11 @@ def launch(
             with_stdin=with_stdin,
             reaper=context.reaper,
             pact=context.death_pact,
+            subreaper=context.scanner.mode == "tree",  # a cgroup holds the tree otherwise
         )
     except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SpawnFailed(f"cannot start {argv[0]!r}: {reason}") from exc
+    context.scanner.track(spec.session_id, child.pid)
     context.metrics.process_spawned(backend.id, time.monotonic() - started)
     return AgentProcess(spec.session_id, child, backend.driver(spec)), argv

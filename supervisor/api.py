@@ -57,8 +57,12 @@ from agentplex.supervisor.manager import SessionManager
 log = structlog.get_logger(__name__)
 
 MAX_REPLAY_PAGE: Final = 50_000
-"""Most chunks one ``replay`` reply carries, whatever ``limit`` asks: a page must stay far
-below ZeroMQ's message limit and must not hold the daemon's memory for long."""
+"""Most chunks one ``replay`` reply carries, whatever ``limit`` asks; a page is also
+bounded in bytes (``Config.replay_page_bytes``)."""
+REPLAYS_AT_ONCE: Final = 4
+"""Replay pages being read and sent at once. Each holds up to a page in memory (twice,
+while it is encoded): without a bound, 256 requests in flight reading from disk would
+hold 256 pages. Others wait their turn (a page from disk takes milliseconds)."""
 
 
 class Caller(msgspec.Struct, frozen=True, kw_only=True):
@@ -114,6 +118,7 @@ class Api:
     def __init__(self, manager: SessionManager, daemon_info: Callable[[], DaemonInfo]) -> None:
         self._manager = manager
         self._daemon_info = daemon_info
+        self._replaying = anyio.Semaphore(REPLAYS_AT_ONCE)
 
     async def handle(self, request: Request, caller: Caller) -> Reply:
         """The reply to ``request`` from ``caller``: its result, or an ``Error`` reply.
@@ -147,8 +152,8 @@ class Api:
             case Terminate(session=ref, grace=grace):
                 session, escalated = await manager.terminate(ref, grace)
                 return Terminated(id=rid, session=session.info(), escalated=escalated)
-            case ListSessions():
-                sessions, active = manager.registry.snapshot()
+            case ListSessions(all=everything):
+                sessions, active = manager.registry.snapshot(evicted=everything)
                 return Sessions(id=rid, sessions=sessions, active=active)
             case Inspect(session=ref):
                 return Described(id=rid, session=manager.registry.get(ref).info())
@@ -179,7 +184,11 @@ class Api:
         # ``ended`` is never claimed for a stream that could still grow past ``last_seq``.
         last_seq, ended = session.chunks.seq, session.finished_streaming
         limit = max(1, min(request.limit, MAX_REPLAY_PAGE))
-        found = await session.chunks.replay(max(request.from_seq, 1), limit)
+        page_bytes = self._manager.context.config.replay_page_bytes
+        # Held until the page is returned; the transport then encodes and sends it without
+        # yielding (ROUTER sends never wait), so at most this many pages exist at once.
+        async with self._replaying:
+            found = await session.chunks.replay(max(request.from_seq, 1), limit, page_bytes)
         return Replayed(
             id=request.id,
             session_id=session.id,

@@ -18,10 +18,12 @@ import msgspec
 from agentplex.plugins.api import ChunkData, Driver
 from agentplex.protocol import ChunkBatch, ChunkKind, Stream, Usage, encode
 from agentplex.supervisor.events import EventPublisher
-from agentplex.supervisor.history import ChunkHistory, Entry
+from agentplex.supervisor.history import PAGE_BYTES, ChunkHistory, Entry
 from agentplex.supervisor.metrics import Metrics
 from agentplex.supervisor.output import Line
 from agentplex.supervisor.transcript import Transcript
+from agentplex.supervisor.usage import add as add_usage
+from agentplex.supervisor.usage import checked as checked_usage
 
 
 @dataclass(frozen=True)
@@ -133,12 +135,13 @@ class ChunkStream:
                 self.backend_id, entries[-1][1] - entries[0][0] + 1, self.transcript.size - offset
             )
 
-    async def replay(self, from_seq: int, limit: int) -> list[bytes]:
-        """Chunk messages from the one holding ``from_seq`` on, about ``limit`` chunks:
-        from memory, else from disk."""
-        found = self.history.from_memory(from_seq, limit)
+    async def replay(self, from_seq: int, limit: int, max_bytes: int = PAGE_BYTES) -> list[bytes]:
+        """Chunk messages from the one holding ``from_seq`` on, about ``limit`` chunks and
+        at most about ``max_bytes`` (see ``history.Page``): from memory, else from disk."""
+        found = self.history.from_memory(from_seq, limit, max_bytes)
         if found is None:
-            found = await anyio.to_thread.run_sync(self.history.from_disk, from_seq, limit)
+            read = self.history.from_disk
+            found = await anyio.to_thread.run_sync(read, from_seq, limit, max_bytes)
         return found
 
     def restore(self, seq: int, usage: Usage, cli_session_id: str | None) -> None:
@@ -151,11 +154,15 @@ class ChunkStream:
         self.seq += 1
         if data.cli_session_id:
             self.cli_session_id = data.cli_session_id
-        if data.kind is ChunkKind.RESULT and data.usage is not None:
-            self.usage = _add_usage(self.usage, data.usage)
-            self.metrics.turn_usage(self.backend_id, data.usage)
+        usage = data.usage
+        if usage is not None:  # the agent's figures: checked before they are counted or sent
+            usage = checked_usage(usage, session_id=self.session_id, backend=self.backend_id)
+            if data.kind is ChunkKind.RESULT:
+                self.usage = add_usage(self.usage, usage)
+                self.metrics.turn_usage(self.backend_id, usage)
         chunk = msgspec.structs.replace(
             data,
+            usage=usage,
             session_id=self.session_id,
             seq=self.seq,
             stream=stream,
@@ -166,12 +173,3 @@ class ChunkStream:
         payload = encode(chunk)
         return self.seq, self.seq, payload
 
-
-def _add_usage(total: Usage, turn: Usage) -> Usage:
-    return msgspec.structs.replace(
-        total,
-        input_tokens=total.input_tokens + turn.input_tokens,
-        output_tokens=total.output_tokens + turn.output_tokens,
-        cached_tokens=total.cached_tokens + turn.cached_tokens,
-        cost_usd=total.cost_usd + turn.cost_usd,
-    )

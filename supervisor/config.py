@@ -44,10 +44,20 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     terminate_grace: float = 5.0
     """Seconds between SIGTERM and SIGKILL when a session is terminated."""
     max_sessions: int = 1000
+    """Sessions that may run at once (interrupted and ended ones do not count)."""
+    keep_ended: float = 4 * 3600.0
+    """Seconds an ended session stays in ``list`` and in memory (its replay ring, its info);
+    then only its transcript and its line in the session table remain (``list --all``,
+    ``replay`` and ``inspect`` still find it). 0: at once; inf: never."""
+    fd_reserve: int = 128
+    """File descriptors kept free for client connections, replays and stopping processes:
+    a start that could eat into them is refused (``too_many_open_files``). The daemon
+    raises its soft RLIMIT_NOFILE to the hard limit; each session holds up to 4."""
     queue_limit: int = 32
     """Messages a session holds while its agent is busy; beyond this a send is refused."""
     max_line_bytes: int = 1 << 20
-    """A line longer than this is cut into chunks of this size (marked partial)."""
+    """A line longer than this *once logged* (JSON-escaped, plus base64 if it is not UTF-8)
+    is cut, before it is escaped, into chunks that each fit (marked partial)."""
     max_run_time: float = 0.0
     """Seconds a session may live (0: no limit)."""
     idle_timeout: float = 0.0
@@ -70,10 +80,28 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     they get SIGKILL with it, so nothing runs unowned."""
     stop_turn_leftovers: bool = True
     """End whatever a turn-based agent's process left running when its turn ends."""
+    process_tracking: Literal["auto", "cgroup", "tree"] = "auto"
+    """How a session's processes are found: ``cgroup`` (a cgroup v2 per session, exact;
+    needs root or systemd ``Delegate=yes``), ``tree`` (the process tree, each leader a
+    child subreaper), or ``auto`` (a cgroup where the daemon may make one, else the tree)."""
     pub_high_water_mark: int = 10_000
-    """Events the daemon queues for one subscriber that is not reading, before it drops
-    more for that subscriber (it refills them with ``replay``). This bounds the daemon's
-    memory per stalled subscriber: about this many chunks (≈ 2 MB at 100-byte lines)."""
+    """Most events the daemon queues for one subscriber that is not reading, before it
+    drops more for that subscriber (it refills them with ``replay``). The queue is also
+    bounded in bytes: see ``subscriber_buffer_bytes``."""
+    pub_max_message_bytes: int = 128 << 10
+    """A chunk message larger than this is not sent on the events socket: an ``elided``
+    marker (same seq, no text) goes instead, and subscribers fetch it with ``replay``."""
+    subscriber_buffer_bytes: int = 64 << 20
+    """Most bytes of events queued for one subscriber that is not reading: the events
+    socket's high-water mark is this over ``pub_max_message_bytes`` (at most
+    ``pub_high_water_mark``), since ZeroMQ counts messages, not bytes."""
+    replay_page_bytes: int = 4 << 20
+    """A ``replay`` page stops before its chunks pass this many bytes (it always holds at
+    least one message, which ``max_line_bytes`` bounds)."""
+    client_buffer_bytes: int = 64 << 20
+    """Most bytes of replies queued for one control client that does not read them: the
+    control socket's high-water mark is this over the largest reply (a replay page);
+    past it replies to that client are dropped (its requests time out)."""
     heartbeat_interval: float = 2.0
     drain_timeout: float = 0.5
     """How long to keep reading a turn's pipes after its process exited, if a leftover

@@ -38,6 +38,7 @@ EXPLICIT_KEYS = (
     Key("dirs.runtime", "runtime_dir", "AGENTPLEX_RUNTIME_DIR", "--runtime-dir"),
     Key("dirs.state", "state_dir", "AGENTPLEX_STATE_DIR", "--state-dir"),
     Key("limits.max_sessions", "max_sessions", "AGENTPLEX_MAX_SESSIONS", "--max-sessions"),
+    Key("limits.keep_ended", "keep_ended", "AGENTPLEX_KEEP_ENDED"),
     Key("limits.queue_limit", "queue_limit", "AGENTPLEX_QUEUE_LIMIT"),
     Key("limits.max_line_bytes", "max_line_bytes", "AGENTPLEX_MAX_LINE_BYTES"),
     Key("limits.turn_timeout", "turn_timeout", "AGENTPLEX_TURN_TIMEOUT", "--turn-timeout"),
@@ -102,6 +103,8 @@ class Dirs(_Section, frozen=True):
 
 class Limits(_Section, frozen=True):
     max_sessions: Positive | None = None
+    keep_ended: Seconds | None = None
+    """Seconds an ended session stays listed and in memory (0: at once)."""
     queue_limit: Positive | None = None
     max_line_bytes: Positive | None = None
     turn_timeout: Seconds | None = None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agentplex.supervisor.config import Config
+from agentplex.supervisor.descriptors import FdBudget
 from agentplex.supervisor.durable import Flusher
 from agentplex.supervisor.events import EventPublisher
 from agentplex.supervisor.metrics import Metrics
@@ -26,3 +27,5 @@ class SessionContext:
     flusher: Flusher
     death_pact: DeathPact | None
     """How agents die with the daemon; None when they are configured to outlive it."""
+    fds: FdBudget = field(default_factory=FdBudget.measure)
+    """The file descriptors sessions may take (the daemon measures it once it serves)."""

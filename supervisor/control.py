@@ -29,6 +29,7 @@ from agentplex.protocol.errors import (
     UnsupportedVersion,
 )
 from agentplex.supervisor.api import Api, Caller
+from agentplex.supervisor.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -45,9 +46,14 @@ class ControlServer:
     """Frames and decodes control requests for :class:`Api`; one slow request (a
     terminate) never holds up others."""
 
-    def __init__(self, socket: zmq.asyncio.Socket, api: Api) -> None:
+    def __init__(
+        self, socket: zmq.asyncio.Socket, api: Api, *, waiting_bytes: int = 64 << 20
+    ) -> None:
         self._socket = socket
         self._api = api
+        self._waiting_bytes = waiting_bytes
+        """Bytes of replies that may wait for clients whose queues are full (outbox.py)."""
+        self._outbox: Outbox | None = None
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Receive requests until cancelled, each answered in its own task."""
@@ -55,6 +61,7 @@ class ControlServer:
         # by the request's task, and a CapacityLimiter's token belongs to one task.
         slots = anyio.Semaphore(MAX_IN_FLIGHT)
         async with anyio.create_task_group() as tg:
+            self._outbox = Outbox(self._socket, tg, self._waiting_bytes)
             task_status.started()
             while True:
                 await _take(slots)  # before reading: past the bound, frames stay queued
@@ -65,7 +72,8 @@ class ControlServer:
         try:
             identity, body = frames[0], frames[1:]
             reply = await self.handle(body, ipc_caller(identity))
-            await self._socket.send_multipart([identity, encode(reply)])
+            assert self._outbox is not None
+            await self._outbox.send(identity, encode(reply))
         finally:
             slots.release()
 
@@ -118,9 +126,8 @@ def decode_request(body: list[bytes]) -> Request:
         raise _Undecodable(BadRequest(f"expected 1 frame, got {len(body)}"), 0)
     frame = body[0]
     if len(frame) > MAX_FRAME_BYTES:
-        raise _Undecodable(
-            FrameTooLarge(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}"), 0
-        )
+        too_large = FrameTooLarge(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
+        raise _Undecodable(too_large, _readable_request_id(frame))
     try:
         request = request_decoder.decode(frame)
     except msgspec.DecodeError as exc:
@@ -128,6 +135,16 @@ def decode_request(body: list[bytes]) -> Request:
     if request.v != PROTOCOL_VERSION:
         raise _Undecodable(_unsupported(request.v), request.id)
     return request
+
+
+def _readable_request_id(frame: bytes) -> int:
+    """The id of a request too large to take, if it can be read (else 0), so the error
+    reaches the request's waiter instead of leaving it to time out. Reading it costs one
+    scan of the frame, which ZeroMQ already bounds (``MAX_ZMQ_MESSAGE``)."""
+    try:
+        return envelope_decoder.decode(frame).request_id or 0
+    except msgspec.DecodeError:
+        return 0
 
 
 def _unsupported(version: object) -> UnsupportedVersion:

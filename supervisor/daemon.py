@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import sys
@@ -16,24 +15,29 @@ import zmq
 import zmq.asyncio
 from anyio.abc import TaskGroup, TaskStatus
 
-from agentplex.protocol import PROTOCOL_VERSION, DaemonInfo, SessionInfo
-from agentplex.protocol.errors import DaemonAlreadyRunning, MetricsUnavailable
-from agentplex.supervisor import _linux
+from agentplex.protocol import MAX_FRAME_BYTES, PROTOCOL_VERSION, DaemonInfo, SessionInfo
+from agentplex.protocol.errors import DaemonAlreadyRunning, MetricsUnavailable, UnsafeDirectory
+from agentplex.supervisor import _linux, bounds
 from agentplex.supervisor.api import Api
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.bus import Bus
 from agentplex.supervisor.config import Config
 from agentplex.supervisor.context import SessionContext
 from agentplex.supervisor.control import ControlServer
+from agentplex.supervisor.descriptors import FdBudget, FdLimit, open_count, raise_limit
+from agentplex.supervisor.dirs import unlink_if_bound
 from agentplex.supervisor.durable import Flusher
 from agentplex.supervisor.events import EventPublisher
+from agentplex.supervisor.eviction import Evictor, held_after_restart
 from agentplex.supervisor.limits import LimitWatch
+from agentplex.supervisor.locks import RuntimeLock, StateLock
 from agentplex.supervisor.logs import configure_logging
+from agentplex.supervisor.lost_sessions import lost_records
 from agentplex.supervisor.manager import SessionManager
 from agentplex.supervisor.metrics import Metrics, MetricsServer
 from agentplex.supervisor.notify import Notifier
 from agentplex.supervisor.personas import PersonaRegistry
-from agentplex.supervisor.process_group import ChildReaper, DeathPact
+from agentplex.supervisor.process_group import ChildReaper, DeathPact, kill_everything
 from agentplex.supervisor.pub_sink import PubSink
 from agentplex.supervisor.recovery import restore_sessions
 from agentplex.supervisor.registry import SessionRegistry
@@ -41,7 +45,10 @@ from agentplex.supervisor.retention import RetentionService
 from agentplex.supervisor.scanner import ProcessScanner
 from agentplex.supervisor.table import SessionTable
 
-MAX_ZMQ_MESSAGE = 64 << 20
+MAX_ZMQ_MESSAGE = 8 * MAX_FRAME_BYTES
+"""Past this ZeroMQ drops the sender's connection unanswered; up to it a frame is read, and
+one over ``MAX_FRAME_BYTES`` is answered ``frame_too_large`` with its request id. Our client
+never sends one: it refuses a request over ``MAX_FRAME_BYTES`` before sending."""
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +63,8 @@ class Server:
         self.reaper = ChildReaper()
         self.flusher = Flusher()
         self.death_pact: DeathPact | None = None
+        self.scanner = ProcessScanner()
+        """Which processes are whose: set up in :meth:`serve` (it may make a cgroup)."""
         self.table = SessionTable(Path(config.state_dir))
         self.started_at = time.time()
         self.should_exit = anyio.Event()
@@ -69,13 +78,18 @@ class Server:
         self.notifier = Notifier.from_environment()
         self.metrics = Metrics(backend.id for backend in self.backends)
         self.metrics_server: MetricsServer | None = None
+        # -- file descriptors: the limit raised when serving begins, the budget after binding
+        self.fd_limit = FdLimit(soft=0, hard=0, was=0)
+        self.fds = FdBudget.measure(config.fd_reserve)
 
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT (or :attr:`should_exit`), then shut down cleanly."""
+        self.fd_limit = raise_limit()
         with ExitStack() as stack:
-            stack.enter_context(_RuntimeLock(self.config))
-            prepare_private_dir(Path(self.config.state_dir))
+            stack.enter_context(RuntimeLock(Path(self.config.runtime_dir), self.config.paths.lock))
+            stack.enter_context(StateLock(Path(self.config.state_dir)))
             _linux.become_child_subreaper()
+            self.scanner = ProcessScanner.for_mode(self.config.process_tracking)
             if not self.config.agents_outlive_daemon:
                 self.death_pact = DeathPact.detect()  # before the reaper: it runs a probe
             ctx = zmq.asyncio.Context()
@@ -83,7 +97,11 @@ class Server:
             control, events = self._bind(ctx, stack)
             stack.callback(self.notifier.close)
             await self._bind_metrics()
-            pub_sink = PubSink(zmq.Socket.shadow(events.underlying), self._snapshot)
+            pub_sink = PubSink(
+                zmq.Socket.shadow(events.underlying),
+                self._snapshot,
+                max_message=self.config.pub_max_message_bytes,
+            )
             pub_sink.attach(self.bus)
             await self._run(control, EventPublisher(self.bus), pub_sink)
 
@@ -95,11 +113,16 @@ class Server:
             tg.start_soon(self.flusher.run)
             manager = self._manager(publisher, tg)
             await self._recover(manager)
+            keep = self.config.keep_ended
+            evictor = Evictor(self.registry, self.bus, keep, publisher.list_changed)
+            await tg.start(evictor.run)  # sessions over keep_ended gone before serving a list
             tg.start_soon(self.table.run)
             tg.start_soon(pub_sink.run)
-            watch = LimitWatch(self.config, tg, publisher.list_changed)
+            watch = LimitWatch(self.config, tg, publisher.list_changed, self.scanner)
             tg.start_soon(watch.run, self.registry.__iter__)
-            await tg.start(ControlServer(control, Api(manager, self.info)).serve)
+            api = Api(manager, self.info)
+            waiting = bounds.waiting_replies_bytes(self.config)
+            await tg.start(ControlServer(control, api, waiting_bytes=waiting).serve)
             tg.start_soon(self._heartbeat, publisher)
             await tg.start(self._watch_signals)
             log.info(
@@ -109,6 +132,13 @@ class Server:
                 events=self.config.paths.events_endpoint,
                 state_dir=self.config.state_dir,
                 agents_die_with_daemon=self.death_pact.how if self.death_pact else "no",
+                process_tracking=self.scanner.mode,
+                fd_limit=self.fd_limit.soft,
+                fd_limit_was=self.fd_limit.was,
+                fd_hard_limit=self.fd_limit.hard,
+                fds_open=open_count(),
+                fd_reserve=self.fds.reserve,
+                sessions_fit=self.fds.capacity,
             )
             self.notifier.ready(self.registry.snapshot()[0])
             self._start_services(tg)
@@ -118,7 +148,10 @@ class Server:
 
     async def _recover(self, manager: SessionManager) -> None:
         """Take back the sessions a previous daemon left in the table."""
-        records = self.table.load()
+        loaded = self.table.load()
+        found = lost_records(loaded, self.config.sessions_dir)  # transcripts the table lost
+        self.table.add(found)
+        records = held_after_restart(loaded + found, self.config.keep_ended, time.time())
         if not records:
             return
         sessions, _report = restore_sessions(records, self.backends, manager.context)
@@ -129,15 +162,19 @@ class Server:
                 await manager.adopt(session)
 
     def _manager(self, publisher: EventPublisher, tg: TaskGroup) -> SessionManager:
+        # Measured now, the sockets bound and before any session: what the daemon itself holds.
+        self.fds = FdBudget.measure(self.config.fd_reserve)
+        self.metrics.fds = self.fds
         context = SessionContext(
             config=self.config,
             events=publisher,
             reaper=self.reaper,
             table=self.table,
             metrics=self.metrics,
-            scanner=ProcessScanner(),
+            scanner=self.scanner,
             flusher=self.flusher,
             death_pact=self.death_pact,
+            fds=self.fds,
         )
         return SessionManager(
             context=context,
@@ -175,7 +212,7 @@ class Server:
         return sessions, active
 
     def _live_transcripts(self) -> list[Path]:
-        return [session.transcript.path for session in self.registry.live()]
+        return [session.transcript.path for session in self.registry.unfinished()]
 
     def _bind(
         self, ctx: zmq.asyncio.Context, stack: ExitStack
@@ -183,8 +220,11 @@ class Server:
         paths = self.config.paths
         control = ctx.socket(zmq.ROUTER)
         control.setsockopt(zmq.MAXMSGSIZE, MAX_ZMQ_MESSAGE)
+        # High-water marks count messages: each is derived from a byte budget (bounds.py).
+        control.setsockopt(zmq.SNDHWM, bounds.control_send_hwm(self.config))
+        control.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full client queue says so (outbox.py)
         events = ctx.socket(zmq.PUB)
-        events.setsockopt(zmq.SNDHWM, self.config.pub_high_water_mark)
+        events.setsockopt(zmq.SNDHWM, bounds.pub_send_hwm(self.config))
         for sock in (control, events):
             sock.setsockopt(zmq.LINGER, 0)
             stack.callback(sock.close)
@@ -193,13 +233,14 @@ class Server:
             for sock, path in ((control, paths.control), (events, paths.events)):
                 path.unlink(missing_ok=True)
                 sock.bind(paths.control_endpoint if sock is control else paths.events_endpoint)
-                stack.callback(path.unlink, missing_ok=True)
+                # Only ours: if the runtime dir was removed, another daemon may bind there.
+                stack.callback(unlink_if_bound, path, path.lstat())
         finally:
             os.umask(old_umask)
         return control, events
 
     async def _shutdown(self, manager: SessionManager) -> None:
-        live = len(self.registry.live())
+        live = len(self.registry.unfinished())
         log.info("daemon_stopping", sessions=live)
         self.notifier.stopping(live)
         with anyio.CancelScope(shield=True):
@@ -216,11 +257,12 @@ class Server:
         Runs after the graceful shutdown's waiting was cancelled: its sessions are half
         terminated (SIGTERM sent, nothing recorded yet), and ``kill_now`` finishes them.
         """
-        live = self.registry.live()
+        live = self.registry.unfinished()
         log.warning("daemon_killing_sessions", sessions=len(live))
         async with anyio.create_task_group() as tg:
             for session in live:
                 tg.start_soon(session.kill_now, "daemon shutting down (killed at once)")
+        await kill_everything(0, self.reaper, self.scanner)  # what sessions left, too
 
     async def _heartbeat(self, publisher: EventPublisher) -> None:
         while True:
@@ -266,48 +308,10 @@ class Server:
             state_dir=self.config.state_dir,
             started_at=self.started_at,
             sessions=len(self.registry.live()),
+            fd_limit=self.fds.limit,
+            fds_open=open_count(),
+            fd_reserve=self.fds.reserve,
         )
-
-
-class _RuntimeLock:
-    """An exclusive lock on the runtime dir's lock file, holding the daemon's pid."""
-
-    def __init__(self, config: Config) -> None:
-        self._runtime_dir = Path(config.runtime_dir)
-        self._lock_path = config.paths.lock
-        self._fd: int | None = None
-
-    def __enter__(self) -> _RuntimeLock:
-        prepare_private_dir(self._runtime_dir)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise DaemonAlreadyRunning(
-                f"a daemon is already running on {self._runtime_dir} (pid {holder})"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            os.close(self._fd)
-            self._fd = None
-
-
-def prepare_private_dir(path: Path) -> None:
-    """Create ``path`` mode 0700, or tighten it if it exists and is ours."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stat = path.stat()
-    if stat.st_uid != os.getuid():
-        raise PermissionError(f"{path} belongs to uid {stat.st_uid}, not to this user")
-    if stat.st_mode & 0o077:
-        path.chmod(0o700)
 
 
 def run(config: Config) -> int:
@@ -316,7 +320,13 @@ def run(config: Config) -> int:
     server = Server(config)
     try:
         anyio.run(server.serve)
-    except (DaemonAlreadyRunning, MetricsUnavailable, PermissionError, ValueError) as exc:
+    except (
+        DaemonAlreadyRunning,
+        MetricsUnavailable,
+        UnsafeDirectory,
+        PermissionError,
+        ValueError,
+    ) as exc:
         print(f"agentplex daemon: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
     return server.exit_code  # non-zero when a second signal forced the stop

@@ -7,6 +7,7 @@ slow disk stalls no session's output.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from pathlib import Path
@@ -61,3 +62,19 @@ def sync_and_close(fd: int, path: Path) -> None:
         log.error("file_not_synced", path=str(path), error=exc.strerror)
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``, however many ``write(2)`` calls that takes.
+
+    A write near a full disk or the file size limit (``RLIMIT_FSIZE``; Python ignores
+    SIGXFSZ, so it fails with EFBIG) may write part of ``data`` and return the count: the
+    rest is retried, and the error the retry meets is raised. The caller decides what to
+    do with the part already written.
+    """
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written == 0:  # never for a regular file; refuse to spin if it happens
+            raise OSError(errno.EIO, "write(2) wrote nothing")
+        view = view[written:]

@@ -82,18 +82,27 @@ class SessionFactory:
         """A session starting now: a new transcript, opened by its header (``argv`` is the
         command line the header shows)."""
         transcript = Transcript.create(self.context.config.sessions_dir, tag, spec.session_id)
-        session = self._build(spec, backend, tag, persona.icon if persona else None, transcript)
-        transcript.write(
-            Header(
-                session_id=session.id,
-                backend=backend.id,
-                persona=spec.persona,
-                tag=tag,
-                argv=argv,
-                cwd=str(spec.cwd),
-                started_at=session.created_at,
+        try:
+            session = self._build(
+                spec, backend, tag, persona.icon if persona else None, transcript
             )
-        )
+            transcript.write(
+                Header(
+                    session_id=session.id,
+                    backend=backend.id,
+                    persona=spec.persona,
+                    tag=tag,
+                    argv=argv,
+                    cwd=str(spec.cwd),
+                    started_at=session.created_at,
+                )
+            )
+        except BaseException:
+            # The start is refused (a full disk...) before the session exists anywhere
+            # (registry, table, events): its transcript would be a headerless file that
+            # nothing refers to, so it goes, and with it its descriptor.
+            transcript.discard()
+            raise
         return session
 
     def rebuild(self, record: SessionRecord, backend: Backend) -> Session:

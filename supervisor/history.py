@@ -19,6 +19,13 @@ from agentplex.protocol import Footer
 
 INDEX_EVERY = 256
 """Index about one chunk in this many (its seq and its record's offset in the transcript)."""
+INDEX_BYTES = 1 << 20
+"""... and at least one record in this many bytes of transcript: with megabyte chunks a
+page would otherwise read the transcript from far behind where it starts (paging through
+a session of huge chunks was quadratic)."""
+
+PAGE_BYTES = 4 << 20
+"""The default byte budget of a replay page (the daemon's is ``Config.replay_page_bytes``)."""
 
 Entry = tuple[int, int, bytes]
 """A logged chunk message: its first seq, its last seq (equal for a single chunk), its JSON."""
@@ -77,36 +84,36 @@ class ChunkHistory:
 
     def index_line(self, first: int, last: int, offset: int) -> None:
         """Index a chunk record at ``offset`` if it crosses an index boundary."""
-        if not self._index_seqs or last >= self._index_seqs[-1] + INDEX_EVERY:
+        if (
+            not self._index_seqs
+            or last >= self._index_seqs[-1] + INDEX_EVERY
+            or offset >= self._index_offsets[-1] + INDEX_BYTES
+        ):
             self._index_seqs.append(first)
             self._index_offsets.append(offset)
 
-    def from_memory(self, from_seq: int, limit: int) -> list[bytes] | None:
+    def from_memory(self, from_seq: int, limit: int, max_bytes: int) -> list[bytes] | None:
         """About ``limit`` chunks from the message holding ``from_seq``, if the ring still
-        holds it, else None."""
+        holds it, else None (see :class:`Page` for ``max_bytes``)."""
         if not self._ring or from_seq < self._ring[0][0]:
             return None
         start = len(self._ring)
         while start > 0 and self._ring[start - 1][1] >= from_seq:
             start -= 1  # the reader is usually close behind: search from the newest
-        found: list[bytes] = []
-        count = 0
+        page = Page(from_seq, limit, max_bytes)
         for i in range(start, len(self._ring)):
-            first, last, payload = self._ring[i]
-            found.append(payload)
-            count += last - max(first, from_seq) + 1
-            if count >= limit:
+            if not page.add(*self._ring[i]):
                 break
-        return found
+        return page.payloads
 
-    def from_disk(self, from_seq: int, limit: int) -> list[bytes]:
-        """Read about ``limit`` chunks from ``from_seq`` out of the transcript (blocking)."""
+    def from_disk(self, from_seq: int, limit: int, max_bytes: int) -> list[bytes]:
+        """Read about ``limit`` chunks from ``from_seq`` out of the transcript (blocking);
+        see :class:`Page` for ``max_bytes``."""
         if not self.indexed:
             scan_transcript(self.transcript, self)
         at = bisect.bisect_right(self._index_seqs, from_seq) - 1
         offset = self._index_offsets[at] if at >= 0 else 0
-        entries: list[Entry] = []
-        count = 0
+        page = Page(from_seq, limit, max_bytes)
         with open(self.transcript, "rb") as f:
             f.seek(offset)
             for line in f:
@@ -114,12 +121,42 @@ class ChunkHistory:
                     seqs = _probe(line).seqs()
                 except msgspec.DecodeError:
                     continue
-                if seqs is not None and seqs[1] >= from_seq:
-                    entries.append((seqs[0], seqs[1], line.rstrip(b"\n")))
-                    count += seqs[1] - max(seqs[0], from_seq) + 1
-                    if count >= limit:
-                        break
-        return [payload for _, _, payload in entries]
+                if (
+                    seqs is not None
+                    and seqs[1] >= from_seq
+                    and not page.add(seqs[0], seqs[1], line.rstrip(b"\n"))
+                ):
+                    break
+        return page.payloads
+
+
+class Page:
+    """One replay page being filled: chunk messages from ``from_seq`` on, until about
+    ``limit`` chunks or until the next message would take it past ``max_bytes``.
+
+    Always at least one message, so a reader moves on whatever the sizes; a message is
+    at most ``max_line_bytes`` logged plus the rest of one read (``output.py`` cuts
+    lines before they are escaped), so a page is bounded in bytes either way.
+    """
+
+    __slots__ = ("count", "from_seq", "limit", "max_bytes", "payloads", "size")
+
+    def __init__(self, from_seq: int, limit: int, max_bytes: int) -> None:
+        self.from_seq = from_seq
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self.payloads: list[bytes] = []
+        self.count = 0
+        self.size = 0
+
+    def add(self, first: int, last: int, payload: bytes) -> bool:
+        """Take one message unless the page is full; whether another may follow."""
+        if self.payloads and self.size + len(payload) > self.max_bytes:
+            return False
+        self.payloads.append(payload)
+        self.size += len(payload) + 1  # and the comma between messages in the reply
+        self.count += last - max(first, self.from_seq) + 1
+        return self.count < self.limit
 
 
 @dataclass

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import anyio
 from anyio.abc import TaskGroup
 
 from agentplex.supervisor.config import Config
-from agentplex.supervisor.resources import TreeSampler, TreeUsage
+from agentplex.supervisor.resources import ProcessStat, TreeSampler, TreeUsage
+from agentplex.supervisor.scanner import ProcessScanner
 from agentplex.supervisor.session import Session
 
 SessionsFn = Callable[[], Iterable[Session]]
@@ -28,12 +29,19 @@ class LimitWatch:
     """Samples sessions' resources and ends those over a configured limit (0 is off)."""
 
     def __init__(
-        self, config: Config, task_group: TaskGroup, on_change: Callable[[], None]
+        self,
+        config: Config,
+        task_group: TaskGroup,
+        on_change: Callable[[], None],
+        scanner: ProcessScanner | None = None,
     ) -> None:
         self._config = config
         self._tg = task_group
         self._on_change = on_change
         self._sampler = TreeSampler()
+        self._scanner = scanner
+        """Who owns which process (the whole tree, strays and cgroup members included);
+        without, a session is its leader's tree and the orphans in its process group."""
         self._ending: set[str] = set()
 
     async def run(self, sessions: SessionsFn) -> None:
@@ -50,14 +58,37 @@ class LimitWatch:
         here, on the loop; one that ended while the thread ran is left as it is.
         """
         live = [s for s in sessions() if not s.status.ended]
-        roots = {s.id: pid for s in live if (pid := s.pid) is not None}
-        usage = await anyio.to_thread.run_sync(self._sample, roots) if roots else {}
+        if self._scanner is None:
+            roots = {s.id: pid for s in live if (pid := s.pid) is not None}
+            usage = await anyio.to_thread.run_sync(self._sample, roots) if roots else {}
+        else:  # a session whose leader exited may still have processes (kept children)
+            usage = await self._sample_owned({s.id: s.pid or 0 for s in live})
         self.apply([s for s in live if not s.status.ended], usage, time.time())
 
     def _sample(self, roots: dict[str, int]) -> dict[str, TreeUsage]:
         """In a worker thread: one pass over /proc. Touches nothing but the sampler, which
         only this watch uses, one sample at a time."""
         return self._sampler.sample(roots, subreaper=os.getpid())
+
+    async def _sample_owned(self, sessions: dict[str, int]) -> dict[str, TreeUsage]:
+        """Sample each session's processes as the scanner attributes them, in a worker
+        thread; then let the scanner learn their lineage from the table read (so what a
+        leader leaves behind is still known as the session's once the leader is gone)."""
+        assert self._scanner is not None
+        assign = self._scanner.assigner()
+        read: list[Mapping[int, ProcessStat]] = []
+
+        def assign_and_keep(stats: Mapping[int, ProcessStat]) -> Mapping[str, list[int]]:
+            read.append(stats)
+            return assign(stats)
+
+        before = time.monotonic()  # leaders tracked after this may be missing from the read
+        usage = await anyio.to_thread.run_sync(
+            lambda: self._sampler.sample(sessions, assign=assign_and_keep)
+        )
+        for stats in read:
+            self._scanner.learn(stats, before)
+        return usage
 
     def apply(self, live: list[Session], usage: dict[str, TreeUsage], now: float) -> None:
         """Record each live session's usage; end each one that is over a limit."""

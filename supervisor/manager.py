@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import anyio
+import structlog
 from anyio.abc import TaskGroup
 
 from agentplex.plugins.api import Backend
-from agentplex.protocol import Start
+from agentplex.protocol import SessionStatus, Start
 from agentplex.protocol.errors import (
     BackendUnavailable,
     InvalidArgument,
+    SessionEnded,
     SpawnFailed,
     TooManySessions,
 )
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.context import SessionContext
+from agentplex.supervisor.eviction import TableArchive
 from agentplex.supervisor.factory import SessionFactory
 from agentplex.supervisor.personas import Persona, PersonaRegistry
+from agentplex.supervisor.process_group import kill_everything
 from agentplex.supervisor.registry import SessionRegistry
 from agentplex.supervisor.session import Session
 from agentplex.supervisor.validation import require_text, validate_name
 
 DEFAULT_BACKEND = "demo"
+
+log = structlog.get_logger(__name__)
 
 
 class SessionManager:
@@ -41,6 +47,8 @@ class SessionManager:
         self.personas = personas
         self.registry = registry
         self.factory = SessionFactory(context)
+        # Sessions evicted from memory are found again through their table records.
+        registry.archive = TableArchive(context.table, self.factory, backends)
         self._tg = task_group
 
     async def start(self, request: Start) -> Session:
@@ -56,6 +64,7 @@ class SessionManager:
         session = self.factory.new(
             spec, backend, tag=request.tag, persona=persona, argv=argv_preview
         )
+        session.keep_children = request.keep_children
         self.registry.register(session)
         await self._tg.start(session.run)
         self.context.events.created(session.info())
@@ -65,14 +74,19 @@ class SessionManager:
         except SpawnFailed as exc:
             session.fail(exc.message)
             raise
+        except SessionEnded:
+            pass  # a terminate won the race with this start: nothing was spawned; say so
         finally:
             self.context.table.save_now(session)
         return session
 
     def _check_capacity(self, backend: Backend) -> None:
         limit = self.context.config.max_sessions
-        if len(self.registry.live()) >= limit:
+        live = self.registry.live()
+        if len(live) >= limit:
             raise TooManySessions(f"{limit} sessions are already running (max_sessions)")
+        # live() leaves out interrupted sessions: recovery parked their transcripts.
+        self.context.fds.check_start(len(live))
         found = backend.locate()
         if not found.available:
             raise BackendUnavailable(f"backend {backend.id!r} is not available: {found.problem}")
@@ -85,6 +99,8 @@ class SessionManager:
         """Deliver a message to a session; returns it and its queue length."""
         require_text("message", message)
         session = self.registry.get(ref)
+        if session.status is SessionStatus.INTERRUPTED and not session.finished_streaming:
+            self._check_capacity(session.backend)  # its next turn runs: it counts again
         return session, session.send(message)
 
     def interrupt(self, ref: str | None) -> Session:
@@ -111,8 +127,24 @@ class SessionManager:
         """Terminate every live session at once (the daemon is stopping)."""
         grace = self.context.config.terminate_grace
         async with anyio.create_task_group() as tg:
-            for session in self.registry.live():
-                tg.start_soon(session.terminate, grace, "daemon shutting down")
+            for session in self.registry.unfinished():  # interrupted ones get their footers too
+                tg.start_soon(_stop_for_shutdown, session, grace)
+        await self.end_leftovers(grace)
+
+    async def end_leftovers(self, grace: float) -> None:
+        """End whatever the sessions left below the daemon (kept children, strays)."""
+        context = self.context
+        await kill_everything(grace, context.reaper, context.scanner)
+
+
+async def _stop_for_shutdown(session: Session, grace: float) -> None:
+    """Terminate a session as the daemon stops; one that cannot be stopped is logged and
+    recorded as failed, and never keeps the others from their footers."""
+    try:
+        await session.terminate(grace, "daemon shutting down")
+    except Exception as exc:  # whatever it was, the other sessions must still end
+        log.exception("shutdown_terminate_failed", session_id=session.id)
+        session.fail(f"daemon shutting down; stopping the session failed: {exc!r}")
 
 
 def _persona_backend(persona: Persona | None) -> str:

@@ -23,6 +23,7 @@ from anyio.abc import Listener, SocketAttribute, SocketStream
 
 from agentplex.protocol import SessionInfo, Usage
 from agentplex.protocol.errors import MetricsUnavailable
+from agentplex.supervisor.descriptors import FdBudget
 from agentplex.supervisor.resources import TreeSampler, TreeUsage, daemon_usage
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -78,6 +79,8 @@ class Metrics:
         self.cost: defaultdict[Labels, float] = defaultdict(float)
         self.spawn = Histogram(SPAWN_BUCKETS)
         self.turns = Histogram(TURN_BUCKETS)
+        self.fds: FdBudget | None = None
+        """The daemon's descriptor budget, once it serves (for its gauges)."""
         for backend in backends:
             self._declare(backend)
 
@@ -134,6 +137,8 @@ class Metrics:
             _family(out, name, "histogram", help_text, histogram.samples(name))
         _session_gauges(out, sessions, trees)
         _daemon_gauges(out)
+        if self.fds is not None:
+            _fd_gauges(out, self.fds)
         return "\n".join(out) + "\n"
 
     def _counters(self, out: list[str]) -> None:
@@ -183,6 +188,14 @@ def _daemon_gauges(out: list[str]) -> None:
         ("process_start_time_seconds", "gauge", "When the daemon started (epoch).", started),
     ):
         _family(out, name, kind, help_text, [(name, (), value)])
+
+
+def _fd_gauges(out: list[str], fds: FdBudget) -> None:
+    for name, help_text, value in (
+        ("agentplex_fd_reserve", "Descriptors kept free (fd_reserve).", fds.reserve),
+        ("agentplex_fd_session_capacity", "Sessions the descriptor budget fits.", fds.capacity),
+    ):
+        _family(out, name, "gauge", help_text, [(name, (), float(value))])
 
 
 def _family(

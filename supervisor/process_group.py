@@ -22,6 +22,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from agentplex.supervisor import _linux
+from agentplex.supervisor.pidfds import Watched
 from agentplex.supervisor.resources import start_time
 from agentplex.supervisor.scanner import ProcessScanner
 
@@ -150,17 +151,24 @@ def spawn(
     with_stdin: bool,
     reaper: ChildReaper,
     pact: DeathPact | None,
+    subreaper: bool = False,
 ) -> Child:
     """Start ``argv`` as the leader of a new session and process group.
 
     Its stdout and stderr are non-blocking pipes the caller reads; stdin is a pipe when
     ``with_stdin``, else /dev/null (some CLIs wait on an open stdin). With a ``pact`` the
     child gets SIGKILL if the daemon dies, so no agent outlives its supervisor unowned;
-    without, a restarted daemon re-adopts it. A missing or non-executable program raises
-    the ``OSError`` an exec would, here rather than in the child.
+    without, a restarted daemon re-adopts it. With ``subreaper`` the child becomes a child
+    subreaper before exec (kept across it), so its descendants' orphans stay in its tree
+    (``tree`` process tracking); that needs a ``preexec_fn``, hence a slower spawn. A
+    missing or non-executable program raises the ``OSError`` an exec would, here rather
+    than in the child.
     """
     preexec = None
-    if pact is not None and pact.wrapper:
+    if subreaper:
+        daemon_pid = os.getpid() if pact is not None else None
+        preexec = lambda: _linux.prepare_leader(daemon_pid)  # noqa: E731
+    elif pact is not None and pact.wrapper:
         _check_executable(argv[0], cwd, env)
         argv = [*pact.wrapper, *argv]
     elif pact is not None:
@@ -230,70 +238,81 @@ async def kill_tree(
 ) -> bool:
     """SIGTERM every process of a session, SIGKILL what is left after ``grace`` seconds.
 
-    Repeats until a scan finds nothing (a process may fork while being stopped) and
-    returns whether SIGKILL was needed. All collected zombies are reaped before return.
+    A session's processes are all that descend from it (scanner.py), whatever group,
+    session or environment they chose. Repeats until a scan finds nothing (a process may
+    fork while being stopped) and returns whether SIGKILL was needed. All collected
+    zombies are reaped before return.
     """
     escalated = False
+    if pgid is None and scanner.cgroup_empty(session_id):
+        return False  # the common end of an agent: nothing left, known without a /proc scan
     if pgid is not None:  # usually the whole session: stop it before looking for strays
+        await scanner.members(session_id)  # the lineage, while the leader holds its tree
         escalated = await _stop([pgid], pgid, grace)
         reaper.reap_now()
-    other_groups = reaper.watched() - {pgid}
     for _round in range(5):
-        scan = await scanner.scan()
-        pids = scan.session_processes(session_id, pgid, other_groups)
+        pids = await scanner.members(session_id)
         if not pids:
             break
-        escalated |= await _stop(pids, pgid, grace)
+        escalated |= await _stop(pids, None, grace)
+        _kill_cgroup(scanner, session_id)
         reaper.reap_now()
     reaper.reap_now()
     return escalated
 
 
+async def kill_everything(grace: float, reaper: ChildReaper, scanner: ProcessScanner) -> int:
+    """At shutdown, after every session was terminated: end whatever the daemon still has
+    below it (children kept past their session, strays no session could claim); returns
+    how many there were. Nothing the daemon started outlives it."""
+    found = 0
+    for _round in range(5):
+        pids = await scanner.everything()
+        if not pids:
+            break
+        found = max(found, len(pids))
+        await _stop(pids, None, grace)
+        if scanner.cgroups is not None:
+            for session_id in list(scanner.cgroups_in_use()):
+                _kill_cgroup(scanner, session_id)
+        reaper.reap_now()
+    if found:
+        log.warning("leftover_processes_ended", count=found)
+    if scanner.cgroups is not None:
+        scanner.cgroups.remove()
+    return found
+
+
+def _kill_cgroup(scanner: ProcessScanner, session_id: str) -> None:
+    """SIGKILL what is left in the session's cgroup at once (forks under way included)."""
+    cgroup = scanner.cgroup_of(session_id)
+    if cgroup is not None and cgroup.members():
+        cgroup.kill()
+
+
 async def _stop(pids: list[int], pgid: int | None, grace: float) -> bool:
-    pidfds = _open_pidfds(pids)
+    watched = _open_pidfds(pids)
     try:
         for sig in (signal.SIGTERM, signal.SIGCONT):
             if pgid is not None:
                 signal_group(pgid, sig)
-            _send_all(pidfds, sig)
-        if await _wait_all_exited(pidfds, grace):
+            watched.send(sig)
+        if await watched.wait_exited(grace):
             return False
-        log.warning("terminate_escalated", pids=sorted(pidfds), grace=grace)
+        log.warning("terminate_escalated", pids=watched.pids(), grace=grace)
         if pgid is not None:
             signal_group(pgid, signal.SIGKILL)
-        _send_all(pidfds, signal.SIGKILL)
-        await _wait_all_exited(pidfds, 5.0)
+        watched.send(signal.SIGKILL)
+        await watched.wait_exited(5.0)
         return True
     finally:
-        for fd in pidfds.values():
-            os.close(fd)
+        watched.close()
 
 
-def _open_pidfds(pids: Iterable[int]) -> dict[int, int]:
-    pidfds = {}
-    for pid in pids:
-        try:
-            pidfds[pid] = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-    return pidfds
-
-
-def _send_all(pidfds: Mapping[int, int], sig: signal.Signals) -> None:
-    for fd in pidfds.values():
-        try:
-            signal.pidfd_send_signal(fd, sig)
-        except ProcessLookupError:
-            continue
-
-
-async def _wait_all_exited(pidfds: Mapping[int, int], timeout: float) -> bool:
-    """True if every process ended within ``timeout`` (a pidfd turns readable on exit)."""
-    with anyio.move_on_after(timeout):
-        for fd in pidfds.values():
-            await anyio.wait_readable(fd)
-        return True
-    return False
+def _open_pidfds(pids: Iterable[int]) -> Watched:
+    """Pidfds for ``pids`` while the daemon's allowance lasts; the rest are polled by pid
+    (a shutdown of 1,000 sessions must not run the daemon out of descriptors)."""
+    return Watched.open(pids)
 
 
 async def wait_gone(pid: int) -> None:

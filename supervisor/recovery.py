@@ -3,7 +3,8 @@
 Every session in the durable table is listed again. A session whose process survived and
 is provably the same (pid and start time) is re-adopted; any other session that was live
 becomes ``interrupted``, and every leftover process of it is killed, so nothing runs
-unowned. Transcripts are reopened for appending; a torn last line is reported, never fatal.
+unowned. Transcripts are reopened for appending, then parked (closed until the next write);
+a torn last line is reported, never fatal.
 The Session objects themselves are built by :class:`SessionFactory`, as new ones are.
 """
 
@@ -95,6 +96,11 @@ def _take_back(session: Session, record: SessionRecord, report: RecoveryReport) 
     )
     if scan.damaged_lines:
         log.warning("transcript_damaged", session_id=session.id, lines=scan.damaged_lines)
+    # An interrupted session writes again only if it is continued or ended, a re-adopted
+    # one only its end (its output went with the old daemon's pipes): holding their
+    # transcripts open would cost a descriptor each for nothing, and after a few crashes
+    # a restarted daemon would come up at its limit.
+    session.transcript.park()
     return status
 
 

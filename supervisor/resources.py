@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import psutil
@@ -35,6 +35,8 @@ class ProcessStat:
 
     ppid: int
     pgid: int
+    sid: int
+    """Its session id (the pid of the ``setsid`` caller it descends from)."""
     cpu_ticks: int
     rss_pages: int
     started: int
@@ -50,17 +52,24 @@ class TreeSampler:
         self._previous_at = time.monotonic()
 
     def sample(
-        self, roots: Mapping[str, int], subreaper: int | None = None
+        self,
+        roots: Mapping[str, int],
+        subreaper: int | None = None,
+        assign: Callable[[Mapping[int, ProcessStat]], Mapping[str, list[int]]] | None = None,
     ) -> dict[str, TreeUsage]:
         """Usage by key for each root pid and its descendants.
 
         ``subreaper``: the daemon's pid. Orphans re-parented to it still belong to the
-        tree whose process group they are in.
+        tree whose process group they are in. ``assign``: instead, who owns which process
+        (the daemon's process tracking, scanner.py), given the process table.
         """
         stats = process_table()
         now = time.monotonic()
         elapsed = max(now - self._previous_at, 1e-6)
-        members = _members(roots, stats, subreaper)
+        if assign is not None:
+            members = {key: pids for key, pids in assign(stats).items() if key in roots}
+        else:
+            members = _members(roots, stats, subreaper)
         usage = {key: self._measure(pids, stats, elapsed) for key, pids in members.items()}
         self._previous = {(pid, s.started): s.cpu_ticks for pid, s in stats.items()}
         self._previous_at = now
@@ -90,6 +99,11 @@ def start_time(pid: int) -> float | None:
     return None if stat is None else stat.started / _TICKS
 
 
+def stat_of(pid: int) -> ProcessStat | None:
+    """What ``/proc/<pid>/stat`` says of a live process; None if it is gone or a zombie."""
+    return _read(pid)
+
+
 def process_table() -> dict[int, ProcessStat]:
     """Every live (not zombie) process on the machine, one read of /proc/<pid>/stat each."""
     stats = {}
@@ -114,6 +128,7 @@ def _read(pid: int) -> ProcessStat | None:
     return ProcessStat(
         ppid=int(fields[1]),
         pgid=int(fields[2]),
+        sid=int(fields[3]),
         cpu_ticks=int(fields[11]) + int(fields[12]),
         rss_pages=int(fields[21]),
         started=int(fields[19]),

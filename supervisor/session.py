@@ -20,6 +20,7 @@ from agentplex.protocol import (
 )
 from agentplex.protocol.errors import (
     NothingToAnswer,
+    QueueFull,
     SessionEnded,
     SpawnFailed,
     TranscriptFailed,
@@ -56,14 +57,23 @@ class Session(SessionState):
             self._finish(SessionStatus.EXITED, "re-adopted agent process ended")
 
     def begin(self, prompt: str | None) -> None:
-        """Start the agent: the first turn, or the long-lived process (then the prompt)."""
+        """Start the agent: the first turn, or the long-lived process (then the prompt).
+
+        Messages sent while the start was in flight were queued (see :meth:`send`): they
+        follow the prompt, in order (a turn session runs them as its next turns).
+        """
         if self.spec.mode is BackendMode.TURN:
             assert prompt is not None
             self._start_turn(prompt)
-        else:
-            self._launch(self.backend.argv(self.spec, None, None), with_stdin=True)
-            if prompt:
-                self._deliver(prompt)
+            return
+        self._launch(self.backend.argv(self.spec, None, None), with_stdin=True)
+        if prompt:
+            self._deliver(prompt)
+        while self._turns.queued:
+            try:
+                self._deliver(self._turns.queued.popleft())
+            except QueueFull as exc:  # the inbox holds the opening and prompt too
+                self._emit_daemon(ChunkKind.ERROR, f"a message sent during the start: {exc}")
 
     def send(self, message: str) -> int:
         """Deliver ``message`` now, or queue it while a turn runs; returns the queue length."""
@@ -72,6 +82,10 @@ class Session(SessionState):
         if self.transcript.failed is not None:
             raise self.transcript.failed
         self.chunks.last_activity = time.time()
+        if self.status is SessionStatus.STARTING:
+            # Registered, not begun: the start request is still in flight. The message
+            # waits for begin(), so it comes after the prompt, never as turn 1.
+            return self._turns.queue(message)
         if self.spec.mode is BackendMode.LONG_LIVED:
             self._deliver(message)
             return 0
@@ -95,11 +109,19 @@ class Session(SessionState):
         return answered
 
     async def terminate(self, grace: float, reason: str = "terminated by request") -> bool:
-        """End the session and every process it started; True if SIGKILL was needed."""
-        if self._terminating or self.status.ended:
-            await self._ended.wait()
-            return False
-        return await self._stop(grace, reason)
+        """End the session and every process it started; True if SIGKILL was needed.
+
+        Idempotent: a terminate that finds another under way waits for it, and takes over
+        if that one failed midway (it leaves the session as it found it, retryable).
+        """
+        while not self.status.ended:
+            attempt = self._stopping
+            if attempt is None:
+                return await self._stop(grace, reason)
+            await attempt.wait()
+        if self.keep_children:  # what it was allowed to leave running ends now
+            return await self._kill_tree(None, grace)
+        return False
 
     async def kill_now(self, reason: str) -> None:
         """SIGKILL the session's processes without a grace period and record its end.
@@ -111,11 +133,21 @@ class Session(SessionState):
             await self._stop(0, reason)  # no grace: SIGKILL follows SIGTERM at once
 
     async def _stop(self, grace: float, reason: str) -> bool:
-        self._terminating = True
-        self._turns.queued.clear()
-        pgid = self._process.child.pid if self._process else self.adopted_pid
-        escalated = await self._kill_tree(pgid, grace)
-        await self._process_done.wait()
+        attempt = self._stopping = anyio.Event()
+        self._terminating = True  # from here no process is spawned (see _check_startable)
+        try:
+            self._turns.queued.clear()
+            pgid = self._process.child.pid if self._process else self.adopted_pid
+            escalated = await self._kill_tree(pgid, grace)
+            await self._process_done.wait()
+        except BaseException:
+            # Failed or cancelled midway: the session stays what it was, so a retry (or
+            # a terminate waiting on this one) can finish the job; never wedged.
+            self._terminating = False
+            raise
+        finally:
+            self._stopping = None
+            attempt.set()
         self._finish(SessionStatus.TERMINATED, reason)
         return escalated
 
@@ -125,22 +157,41 @@ class Session(SessionState):
 
     # ------------------------------------------------------------------ turns
 
+    def _check_startable(self) -> None:
+        """Refuse to spawn for a session being stopped or ended: a terminate that came
+        while its start was in flight must not be outrun by the spawn."""
+        if self._terminating or self.status.ended:
+            raise SessionEnded(f"session {self.id} was terminated before its agent started")
+
     def _start_turn(self, message: str) -> None:
+        self._check_startable()
         argv = self.backend.argv(self.spec, message, self.resume_id)
-        self._log(self._turns.begin(message))
+        self._log_turn(message)
         self._launch(argv, with_stdin=False)
 
     def _deliver(self, message: str) -> None:
-        """Write a message to the long-lived process's stdin (through its bounded inbox)."""
+        """Write a message to the long-lived process's stdin (through its bounded inbox),
+        logged first: what reaches the agent is in the transcript."""
         process = self._process
         if process is None or process.inbox is None:
             raise SessionEnded(f"session {self.id} has no running process")
+        process.check_writable()  # never log as a turn what the agent will not be given
+        self._log_turn(message)
         process.deliver(message)
-        self._log(self._turns.begin(message))
         self._set_status(SessionStatus.RUNNING)
+
+    def _log_turn(self, message: str) -> None:
+        """Log the turn ``message`` begins, or stop the session and raise: a message that
+        cannot be logged is refused, never given to the agent unrecorded (a full disk)."""
+        try:
+            self.transcript.write(self._turns.begin(message))
+        except TranscriptFailed as exc:
+            self._transcript_failed(exc)
+            raise
 
     def _launch(self, argv: list[str], *, with_stdin: bool) -> None:
         assert self._tg is not None, "run() must be started first"
+        self._check_startable()
         process, argv = launch(
             argv, self.spec, self.backend, self._env, self._context, with_stdin=with_stdin
         )
@@ -169,8 +220,9 @@ class Session(SessionState):
             max_line=config.max_line_bytes,
             drain_timeout=config.drain_timeout,
         )
-        if turn and config.stop_turn_leftovers:
-            # Agent CLIs orphan their tool processes when stopped; a turn owns what it started.
+        if not self.keep_children and (config.stop_turn_leftovers or not turn):
+            # Agent CLIs orphan their tool processes when stopped; a turn, and an agent
+            # process, owns what it started: what it left running ends with it.
             await self._kill_tree(None, config.terminate_grace)
         self._process_ended(process)
 
@@ -241,6 +293,8 @@ class Session(SessionState):
                 return
             except SpawnFailed as exc:
                 self._emit_daemon(ChunkKind.ERROR, exc.message)
+            except TranscriptFailed:
+                return  # the session is being stopped (_log_turn); the queue goes with it
         self._set_status(SessionStatus.IDLE)
 
     # ------------------------------------------------------------------ chunks

@@ -47,6 +47,8 @@ class SessionState:
         self.status = SessionStatus.STARTING
         self.exit_code: int | None = None
         self.ended_reason: str | None = None
+        self.keep_children = False
+        """Let what the agent leaves running outlive it (until a terminate or shutdown)."""
         self.adopted_pid: int | None = None
         """The agent's pid when it was taken back, alive, after a daemon restart."""
         self._adopted_started_at: float | None = None
@@ -69,6 +71,8 @@ class SessionState:
         self._process_done.set()
         self._ended = anyio.Event()
         self._terminating = False
+        self._stopping: anyio.Event | None = None
+        """Set when the terminate under way returns, whether it finished or failed."""
         self._tg: TaskGroup | None = None
         self.log = structlog.get_logger(__name__).bind(session_id=self.id, backend=backend.id)
 
@@ -118,6 +122,7 @@ class SessionState:
             exit_code=self.exit_code,
             ended_reason=self.ended_reason,
             usage=self.chunks.usage,
+            keep_children=self.keep_children,
         )
 
     def record(self) -> SessionRecord:
@@ -142,6 +147,7 @@ class SessionState:
         self.exit_code = info.exit_code
         self.ended_reason = info.ended_reason
         self._turns.resume_id = record.resume_id
+        self.keep_children = info.keep_children
         self.chunks.restore(info.chunks, info.usage, info.cli_session_id)
         self.status = status
         if status.ended:
@@ -185,6 +191,7 @@ class SessionState:
         except TranscriptFailed as exc:
             self.log.error("transcript_not_finished", error=exc.message)
         self.transcript.close(self._context.flusher)
+        self._context.scanner.forget(self.id)
         self.log.info("session_ended", status=status.value, reason=reason)
         self._context.events.terminated(self.info(), reason)
         self._ended.set()

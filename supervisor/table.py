@@ -7,10 +7,17 @@ compacted (rewritten with one line per session, atomically) when it has grown to
 times that. A daemon killed mid-append leaves at most one torn line, which loading skips:
 the session's previous line still stands, and its transcript is the truth for everything
 streamed since.
+
+An append is whole lines or nothing: a write cut short (a full disk, the file size limit)
+is truncated back to where the append began, and its changes stay pending until the disk
+has room again, so no torn line is ever left for the next append to be glued onto. A line
+that was glued onto a torn one anyway (a journal written before this rule) is repaired on
+loading: the record that begins last on it is kept.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Protocol
@@ -21,13 +28,18 @@ import msgspec
 import structlog
 
 from agentplex.protocol import PermissionPolicy, SessionInfo
-from agentplex.supervisor.durable import sync_and_close
+from agentplex.supervisor.durable import sync_and_close, write_all
 
 log = structlog.get_logger(__name__)
 
 JOURNAL_FILE = "sessions.jsonl"
 COMPACT_SLACK = 64
 """Lines a journal may hold beyond twice its sessions before it is compacted."""
+RETRY_INTERVAL = 2.0
+"""Seconds between attempts to save changes a failed write left pending (a full disk)."""
+_RECORD_START = b'{"info":'
+"""How every encoded record begins (``info`` is its first field; inside a JSON string the
+quotes would be escaped, so these bytes start a record wherever they appear)."""
 
 
 class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,11 +100,11 @@ class SessionTable:
         lines = [line for line in data.split(b"\n") if line]
         skipped = 0
         for line in lines:
-            try:
-                record = _decode_record(line)
-            except msgspec.DecodeError:
+            decoded = _decode_line(line)
+            if decoded is None:
                 skipped += 1
                 continue
+            record, line = decoded
             latest[record.info.id] = record
             self._encoded[record.info.id] = line
         if skipped:
@@ -101,10 +113,34 @@ class SessionTable:
         self._torn = bool(data) and not data.endswith(b"\n")
         return list(latest.values())
 
+    def add(self, records: list[SessionRecord]) -> None:
+        """Take in records found elsewhere (sessions whose transcripts outlived their lines
+        in the journal) and append them at once; if that fails, the next start finds them
+        again."""
+        lines = [self._encoded.setdefault(r.info.id, _encode(r)) for r in records]
+        if not lines:
+            return
+        try:
+            self._append(lines)
+        except OSError as exc:
+            log.error("session_table_not_saved", path=str(self.path), error=str(exc))
+
     def changed(self, session: Saved) -> None:
         """Note that ``session`` must be saved soon."""
         self._changed[session.id] = session
         self._dirty.set()
+
+    def saved_ids(self) -> set[str]:
+        """Every session the table records, whether or not the daemon still holds it."""
+        return self._encoded.keys() | self._changed.keys()
+
+    def saved(self, session_id: str) -> SessionRecord | None:
+        """A session's latest record (with a change not yet written), if the table has one."""
+        pending = self._changed.get(session_id)
+        if pending is not None:
+            return pending.record()
+        line = self._encoded.get(session_id)
+        return None if line is None else _decode_record(line)
 
     def save_now(self, session: Saved) -> None:
         """Append at once (a session just created must survive a daemon crash a moment
@@ -127,7 +163,6 @@ class SessionTable:
                 os.fsync(self._fd)
         except OSError as exc:
             log.error("session_table_not_saved", path=str(self.path), error=str(exc))
-            self._torn = True  # a partial line may be on disk: start the next write afresh
             for session in pending:
                 self._changed.setdefault(session.id, session)
 
@@ -138,6 +173,11 @@ class SessionTable:
     def _needs_compaction(self, adding: int) -> bool:
         return self._lines + adding > 2 * len(self._encoded) + COMPACT_SLACK
 
+    @property
+    def pending(self) -> bool:
+        """Changes are waiting to be saved (a write failed, or none was tried yet)."""
+        return bool(self._changed)
+
     def _append(self, lines: list[bytes]) -> None:
         if self._fd is None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
@@ -145,9 +185,23 @@ class SessionTable:
         data = b"".join(line + b"\n" for line in lines)
         if self._torn:
             data = b"\n" + data
-        os.write(self._fd, data)
+        start = os.fstat(self._fd).st_size  # O_APPEND: where this write lands
+        try:
+            write_all(self._fd, data)
+        except OSError:
+            self._truncate_back(self._fd, start)
+            raise
         self._torn = False
         self._lines += len(lines)
+
+    def _truncate_back(self, fd: int, offset: int) -> None:
+        """Undo a partial append, so the journal ends where it ended before."""
+        try:
+            os.ftruncate(fd, offset)
+        except OSError as exc:
+            # The part stays: the next append starts on a line of its own.
+            log.error("session_table_not_truncated", path=str(self.path), error=str(exc))
+            self._torn = True
 
     def _compact(self) -> None:
         """Rewrite the journal with one line per session (write, fsync, rename)."""
@@ -176,7 +230,10 @@ class SessionTable:
         not stall every session's output), until cancelled; then once more."""
         try:
             while True:
-                await self._dirty.wait()
+                # After a failed write (a full disk), try again now and then: the table
+                # catches up once there is room, even if nothing changes meanwhile.
+                with anyio.move_on_after(RETRY_INTERVAL if self.pending else math.inf):
+                    await self._dirty.wait()
                 self._dirty = anyio.Event()
                 self.save(durable=False)
                 if self._fd is not None:
@@ -185,3 +242,22 @@ class SessionTable:
         finally:
             self.save()
             self.close()
+
+
+def _decode_line(line: bytes) -> tuple[SessionRecord, bytes] | None:
+    """The record on a journal line and its bytes, or None for a line that holds none.
+
+    A line is either one record or (a journal written before appends were whole-or-nothing)
+    a torn record with a whole one glued after it: then the last record on it is kept.
+    """
+    try:
+        return _decode_record(line), line
+    except msgspec.DecodeError:
+        pass
+    start = line.rfind(_RECORD_START, 1)
+    if start < 0:
+        return None
+    try:
+        return _decode_record(line[start:]), line[start:]
+    except msgspec.DecodeError:
+        return None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from agentplex.protocol import Record, encode
-from agentplex.protocol.errors import TranscriptFailed
+from agentplex.protocol.errors import TooManyOpenFiles, TranscriptFailed
 from agentplex.supervisor.durable import Flusher, sync_and_close
 
 
@@ -18,6 +19,8 @@ class Transcript:
     def __init__(self, path: Path, *, writable: bool = True) -> None:
         self.path = path
         self._fd: int | None = None
+        self._parked = False
+        """Closed to save its descriptor; the next write reopens it (see :meth:`park`)."""
         self.failed: TranscriptFailed | None = None
         """Set by the first failed write; every later write fails the same way."""
         if writable:
@@ -27,16 +30,39 @@ class Transcript:
 
     @property
     def writable(self) -> bool:
-        """Open for appending (not closed, not opened read-only)."""
-        return self._fd is not None
+        """Open for appending, or parked (not closed, not opened read-only)."""
+        return self._fd is not None or self._parked
 
     @classmethod
     def create(cls, sessions_dir: Path, tag: str | None, session_id: str) -> Transcript:
         """Open ``<sessions>/<tag>/<session-id>-<UTC timestamp>.jsonl``."""
         directory = sessions_dir / (tag or "untagged")
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        return cls(directory / f"{session_id}-{stamp}.jsonl")
+        path = directory / f"{session_id}-{stamp}.jsonl"
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return cls(path)
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise TooManyOpenFiles(f"cannot open {path}: {exc.strerror}") from exc
+            raise TranscriptFailed(f"cannot create {path}: {exc.strerror}") from exc
+
+    def park(self) -> None:
+        """Close the file but stay writable: the next write reopens it. For a session that
+        may never write again (interrupted by a crash, or taken back without its pipes):
+        a daemon restarted after crashes must not hold every such transcript open."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # its records were synced, or are in the page cache at least
+            self._parked = True
+
+    def discard(self) -> None:
+        """Close and delete the file: a session that never began (its start was refused)."""
+        self._parked = False
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+        self.path.unlink(missing_ok=True)
 
     def end_damaged_line(self) -> None:
         """After a crash the last line may be torn: start the next record on a line of its own."""
@@ -57,6 +83,8 @@ class Transcript:
     def _write_all(self, data: bytes) -> None:
         if self.failed is not None:
             raise self.failed
+        if self._fd is None and self._parked:
+            self._unpark()
         if self._fd is None:
             raise TranscriptFailed(f"transcript {self.path} is closed")
         view = memoryview(data)
@@ -69,10 +97,20 @@ class Transcript:
             self.failed = TranscriptFailed(f"cannot write {self.path}: {exc.strerror}")
             raise self.failed from exc
 
+    def _unpark(self) -> None:
+        """Reopen a parked transcript; one that was removed meanwhile is not made again."""
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:
+            # Not ``failed``: the shortage of descriptors may pass, and the write be retried.
+            raise TranscriptFailed(f"cannot reopen {self.path}: {exc.strerror}") from exc
+        self._parked = False
+
     def close(self, flusher: Flusher | None = None) -> None:
         """Close; further writes raise. Everything written is already in the page cache
         (safe from a daemon crash); the ``fsync`` that makes it safe from a power cut is
         done here, or off the event loop by ``flusher``."""
+        self._parked = False
         if self._fd is not None:
             fd, self._fd = self._fd, None
             if flusher is None:

@@ -8,12 +8,16 @@ from pathlib import Path
 from agentplex.protocol.errors import BadCwd, EmptyPrompt, InvalidArgument, InvalidName
 
 MAX_NAME = 128
+MAX_NAME_BYTES = 200
+"""A name is a directory name (tags) or part of a file name (personas): encoded, it must
+fit the file system's 255-byte limit on a name, with room to spare."""
 
 
 def validate_name(kind: str, value: str | None) -> str | None:
     """A tag or persona name safe to use as a directory name, or None.
 
-    Refused: empty, over 128 characters, unprintable characters, path separators, ``..``.
+    Refused: empty, over 128 characters or 200 bytes of UTF-8, unprintable characters,
+    path separators, ``..``.
     """
     if value is None:
         return None
@@ -28,6 +32,12 @@ def _name_problem(value: str) -> str | None:
         return "it is empty"
     if len(value) > MAX_NAME:
         return f"it is longer than {MAX_NAME} characters"
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:
+        return "it is not valid Unicode (a lone surrogate)"
+    if size > MAX_NAME_BYTES:
+        return f"it is {size} bytes of UTF-8, more than {MAX_NAME_BYTES}"
     if not value.isprintable():
         return "it contains unprintable characters"
     if "/" in value or "\\" in value:

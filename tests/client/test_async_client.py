@@ -3,6 +3,7 @@ its own task group is left alone, and the client keeps working."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Callable
@@ -71,10 +72,12 @@ async def fake_daemon(
 
 
 def runtime_dir(tmp_path: Path) -> RuntimePaths:
-    """A runtime dir the client accepts: its lock file names a live pid (this one)."""
+    """A runtime dir the client accepts: its lock file is held, as a daemon holds it (the
+    descriptor stays open until this process ends)."""
     paths = RuntimePaths(tmp_path / "run")
-    paths.runtime_dir.mkdir()
+    paths.runtime_dir.mkdir(mode=0o700)
     paths.lock.write_text(f"{os.getpid()}\n")
+    fcntl.flock(os.open(paths.lock, os.O_RDONLY | os.O_CLOEXEC), fcntl.LOCK_EX)
     return paths
 
 

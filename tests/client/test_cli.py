@@ -248,6 +248,36 @@ def test_ls_is_empty_without_sessions_then_lists_them_oldest_first_starring_the_
     assert all(s["backend"] == "exec" and s["status"] == "running" for s in listed)
 
 
+def test_ended_sessions_leave_ls_after_keep_ended_and_ls_all_still_lists_them(
+    short_tmp: Path,
+) -> None:
+    daemon = start_daemon(short_tmp, env={"AGENTPLEX_KEEP_ENDED": "0"})
+    try:
+        with daemon.client() as client, client.subscribe(p.SESSION_TOPIC) as events:
+            ended = client.start("exec", argv=["echo", "bye"]).id
+            running = cat(client)
+            # The ended one is evicted: the next list published holds the running one only.
+            next_event(
+                events,
+                lambda ev: isinstance(ev, p.SessionListChanged)
+                and [s.id for s in ev.sessions] == [running],
+                WAIT,
+            )
+        assert [s["id"] for s in json.loads(ok(daemon, "ls", "--json"))] == [running]
+        rows = ok(daemon, "ls", "--all").splitlines()[1:]
+        assert [row[2:].split()[:3] for row in rows] == [
+            [ended[:8], "exec", "exited"],
+            [running[:8], "exec", "running"],
+        ]
+        listed = json.loads(ok(daemon, "ls", "-a", "--json"))
+        assert [s["id"] for s in listed] == [ended, running]
+        assert ok(daemon, "attach", ended[:8]).split() == ["bye"]  # replayed from disk
+        assert ok(daemon, "logs", ended[:8]).strip() == listed[0]["transcript"]
+        assert "bye" in ok(daemon, "logs", "--cat", ended[:8])
+    finally:
+        assert daemon.stop() == 0
+
+
 def test_send_with_a_prefix_writes_the_message_to_that_exec_sessions_stdin(
     shared: DaemonProcess,
 ) -> None:

@@ -15,9 +15,10 @@ from agentplex.client import AsyncClient, Client
 
 LINES = 400_000
 FLOOD = f"import sys\nfor i in range({LINES}):\n    sys.stdout.write(f'{{i:>99}}\\n')\n"
-BOUND = 150 * 2**20
+BOUND = 128 * 2**20
 """Stated bound on the daemon's growth under this flood with one stalled subscriber: the
-PUB queue for it (10,000 events by default) plus the replay ring and read buffers."""
+PUB queue for it (``subscriber_buffer_bytes``, 64 MiB by default: 512 messages of at most
+``pub_max_message_bytes``) plus the replay ring, replay pages and read buffers."""
 
 
 def test_a_stalled_subscriber_neither_slows_the_flood_nor_grows_the_daemon_unbounded(

@@ -445,7 +445,7 @@ def test_a_bug_in_one_request_is_an_internal_error_reply_and_is_logged(
     with_api: WithApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def scenario(h: Harness) -> tuple[p.Reply, p.Reply, list[EventDict]]:
-        def broken() -> Any:
+        def broken(**_: object) -> Any:
             raise RuntimeError("a bug")
 
         monkeypatch.setattr(h.manager.registry, "snapshot", broken)

@@ -1,13 +1,17 @@
-"""Flusher: finished files are synced and closed off the loop, and none is left at shutdown."""
+"""Flusher: finished files are synced and closed off the loop, and none is left at shutdown;
+write_all: a write cut short is finished or fails loudly."""
 
 from __future__ import annotations
 
+import errno
 import os
+import resource
 from pathlib import Path
 
 import anyio
+import pytest
 
-from agentplex.supervisor.durable import Flusher
+from agentplex.supervisor.durable import Flusher, write_all
 
 
 def _open(path: Path) -> int:
@@ -60,3 +64,20 @@ def test_files_still_queued_at_shutdown_are_closed_on_the_way_out(tmp_path: Path
     assert _closed(queued)
     flusher.sync_and_close(late, tmp_path / "late.jsonl")  # after run(): done at once
     assert _closed(late)
+
+
+def test_write_all_finishes_a_short_write_or_raises_the_error_that_stopped_it(
+    tmp_path: Path,
+) -> None:
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    try:
+        write_all(fd, b"x" * 100)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (150, hard))
+        with pytest.raises(OSError) as raised:  # 50 bytes fit, then the limit
+            write_all(fd, b"y" * 100)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        os.close(fd)
+    assert raised.value.errno == errno.EFBIG
+    assert (tmp_path / "f").read_bytes() == b"x" * 100 + b"y" * 50

@@ -11,7 +11,7 @@ import anyio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentplex.supervisor.output import READ_SIZE, Line, LineSplitter, pump_lines
+from agentplex.supervisor.output import READ_SIZE, Line, LineSplitter, logged_size, pump_lines
 
 DAEMON_MAX_LINE = 1 << 20
 """The daemon's default ``max_line_bytes``."""
@@ -129,3 +129,43 @@ def test_pump_lines_delivers_a_real_pipe_in_order_and_flushes_the_tail_at_eof() 
         (b"y" * 50_000, False),
         (b"no newline at the end", True),
     ]
+
+
+hostile = st.lists(
+    st.one_of(
+        st.just(b"\n"),
+        st.binary(min_size=1, max_size=300),
+        st.sampled_from([b"\x01" * 200, b'"' * 150, b"\xff" * 120, "é€😀".encode() * 40]),
+    ),
+    max_size=20,
+).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=hostile, cuts=st.lists(st.integers(min_value=0), max_size=8))
+def test_no_line_is_over_max_line_once_escaped_and_the_bytes_all_come_back(
+    data: bytes, cuts: list[int]
+) -> None:
+    max_line = 64
+    splitter = LineSplitter(max_line)
+    lines = [line for piece in pieces(data, cuts) for line in splitter.feed(piece)]
+    lines += splitter.flush()
+    assert rebuild(lines) == data
+    assert all(line for line, fragment in lines if fragment), "a cut never makes an empty piece"
+    assert all(logged_size(line) <= max_line for line, _ in lines)
+
+
+def test_a_mib_of_control_bytes_is_cut_so_that_each_logged_chunk_stays_near_max_line() -> None:
+    splitter = LineSplitter(DAEMON_MAX_LINE)
+    lines = splitter.feed(b"\x01" * (1 << 20)) + splitter.feed(b"\x02" * 100 + b"\n")
+    assert sum(len(line) for line, _ in lines) == (1 << 20) + 100
+    assert all(logged_size(line) <= DAEMON_MAX_LINE for line, _ in lines)
+    assert [fragment for _, fragment in lines] == [True] * (len(lines) - 1) + [False]
+    assert len(lines) <= 8, "pieces are packed, not cut to a worst-case size"
+
+
+def test_a_cut_never_splits_a_multibyte_character() -> None:
+    text = "€" * 100_000  # 300,000 bytes, 3 per character, none of them on a cut boundary
+    splitter = LineSplitter(2**16)
+    lines = splitter.feed(text.encode()) + splitter.flush()
+    assert "".join(line.decode() for line, _ in lines) == text  # each piece valid UTF-8

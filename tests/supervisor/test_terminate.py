@@ -1,16 +1,36 @@
-"""Terminating a session ends its whole tree, even processes that left its group."""
+"""Terminating a session ends its whole tree, even processes that left its group.
+
+Every test runs under both ways of tracking processes (``cgroup`` where the daemon may
+manage one, and ``tree``).
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 import psutil
-from support import DaemonProcess, descendants_with_marker, is_chunk, next_event
+import pytest
+from support import DaemonProcess, descendants_with_marker, is_chunk, next_event, start_daemon
 
 from agentplex import protocol as p
 from agentplex.client import AsyncClient, Client
 from agentplex.client.transcripts import read_records
+from agentplex.supervisor.cgroups import CgroupTree
+
+
+@pytest.fixture(params=["cgroup", "tree"])
+def daemon(request: pytest.FixtureRequest, short_tmp: Path) -> Iterator[DaemonProcess]:
+    """A daemon tracking processes the given way (overrides conftest's)."""
+    if request.param == "cgroup" and CgroupTree.detect() is None:
+        pytest.skip("no cgroup v2 hierarchy this daemon may manage")
+    d = start_daemon(short_tmp, "--grace", "2", env={"AGENTPLEX_PROCESS_TRACKING": request.param})
+    try:
+        yield d
+    finally:
+        assert d.stop() == 0, d.log_lines[-5:]
 
 ESCAPING_GRANDCHILD = """
 import os, signal, sys, time
@@ -20,7 +40,7 @@ if os.fork() == 0:
     if os.fork() > 0:
         os._exit(0)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    while os.getppid() == middle:  # report only once re-parented to the subreaper
+    while os.getppid() == middle:  # report only once re-parented to a subreaper
         time.sleep(0.01)
     print(f"grandchild {os.getpid()}", flush=True)
     while True:
@@ -37,7 +57,9 @@ def test_terminate_kills_a_setsid_double_forked_grandchild_that_ignores_sigterm(
         info = client.start("exec", argv=[sys.executable, "-c", ESCAPING_GRANDCHILD])
         ready = next_event(events, is_chunk(info.id, text="grandchild"))
     grandchild = int(ready.text.split()[1])  # type: ignore[union-attr]
-    assert psutil.Process(grandchild).ppid() == daemon.process.pid  # re-parented: subreaper
+    assert info.pid is not None
+    # Re-parented to a subreaper: the leader in ``tree`` mode, else the daemon.
+    assert psutil.Process(grandchild).ppid() in (daemon.process.pid, info.pid)
 
     reply = client.terminate(info.id, grace=0.5)
 

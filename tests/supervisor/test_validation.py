@@ -24,6 +24,9 @@ from agentplex.supervisor.validation import (
         ("", "empty"),
         ("   ", "empty"),
         ("x" * (MAX_NAME + 1), "longer than 128"),
+        ("é" * 101, "202 bytes of UTF-8, more than 200"),
+        ("🦀" * 64, "256 bytes of UTF-8"),
+        ("bad\udc80surrogate", "not valid Unicode"),
         ("tab\there", "unprintable"),
         ("new\nline", "unprintable"),
         ("nul\x00", "unprintable"),
@@ -47,7 +50,8 @@ def test_an_unsafe_name_is_refused_saying_why(name: str, problem: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["build", "x" * MAX_NAME, "v1.2", "QA", "with space", "ünïcødé", "🧪", "a.b-c_d"]
+    "name",
+    ["build", "x" * MAX_NAME, "é" * 100, "v1.2", "QA", "with space", "ünïcødé", "🧪", "a.b-c_d"],
 )
 def test_a_safe_name_is_returned_unchanged(name: str) -> None:
     assert validate_name("persona", name) == name
