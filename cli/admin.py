@@ -54,7 +54,7 @@ def run_config(args: argparse.Namespace) -> int:
     resolved = config_file.load(args.config)
     if args.json:
         rows = {
-            s.key: {"value": s.value, "source": s.source, "origin": s.origin, "env": s.env}
+            s.key: {"value": _shown(s.value), "source": s.source, "origin": s.origin, "env": s.env}
             for s in resolved.settings
         }
         print(json.dumps({"file": str(resolved.file) if resolved.file else None, **rows}))
@@ -67,14 +67,30 @@ def run_config(args: argparse.Namespace) -> int:
         if table != section:
             print(f"\n[{table}]")
             section = table
-        line = f"{leaf} = {_toml(s.value)}" if s.value is not None else f"# {leaf} = (unset)"
+        value = _shown(s.value)
+        line = f"{leaf} = {_toml(value)}" if value is not None else f"# {leaf} = (unset)"
         source = s.source if s.source in ("default", "file") else f"{s.source} {s.origin}"
-        override = f", override: {s.env}" if s.source != "env" else ""
+        override = f", override: {s.env}" if s.source != "env" and s.env else ""
         print(f"{line:<50} # {source}{override}")
     return 0
 
 
+def _shown(value: Any) -> Any:
+    """A value as shown: in a table of variables (``[backends.<id>] env``), those whose
+    names look secret are not printed."""
+    from agentplex.supervisor.credentials import looks_secret
+
+    if isinstance(value, dict):
+        return {k: SECRET_SHOWN if looks_secret(k) else v for k, v in value.items()}
+    return value
+
+
+SECRET_SHOWN = "(secret: not shown)"
+
+
 def _toml(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -107,12 +123,8 @@ def run_purge(args: argparse.Namespace) -> int:
     else:
         for path in outcome.deleted:
             print(path)
-    verb = "would delete" if args.dry_run else "deleted"
-    print(
-        f"agentplex purge: {verb} {len(outcome.deleted)} transcripts "
-        f"({outcome.freed_bytes / 1048576:.1f} MiB) under {sessions_dir}",
-        file=sys.stderr,
-    )
+    summary = outcome.summary(dry_run=args.dry_run)  # "deleted 1 transcript (0.1 MiB)"
+    print(f"agentplex purge: {summary} under {sessions_dir}", file=sys.stderr)
     return 0
 
 

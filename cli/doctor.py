@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from agentplex.protocol import DaemonInfo
+from agentplex.protocol import BackendInfo, DaemonInfo
 from agentplex.protocol.errors import AgentplexError, ConfigError, DaemonNotRunning
 from agentplex.protocol.paths import (
     RuntimePaths,
@@ -26,6 +26,8 @@ Status = Literal["ok", "warn", "fail"]
 MIN_FREE_BYTES = 100 << 20
 LOW_FREE_BYTES = 1 << 30
 PING_TIMEOUT = 3.0
+BACKENDS_TIMEOUT = 30.0
+"""The daemon runs each CLI's ``--version`` to list its backends."""
 FEW_FDS = 4096
 """Below this many descriptors, a daemon has room for only a few hundred sessions."""
 FD_FIX = "raise the hard limit the daemon gets: LimitNOFILE= in its unit, or ulimit -Hn"
@@ -68,14 +70,18 @@ def diagnose(config_path: str | None = None) -> Iterator[Check]:
     yield from _config(config_path)
     runtime_dir = default_runtime_dir()
     yield _runtime_dir(runtime_dir)
-    daemon, info = _daemon(RuntimePaths(runtime_dir))
+    paths = RuntimePaths(runtime_dir)
+    daemon, info = _daemon(paths)
     yield daemon
     yield _descriptors(info)
-    state_dir = default_state_dir()
+    state_dir = Path(info.state_dir) if info else default_state_dir()  # the daemon's own
     yield _state_dir(state_dir)
     yield _disk(state_dir)
     yield _spawning()
-    yield from _backends()
+    if info is None:
+        yield from _backends_here()
+    else:
+        yield from _backends_of(paths, info)
 
 
 def _config(path: str | None) -> Iterator[Check]:
@@ -222,17 +228,127 @@ def _spawning() -> Check:
     return Check("warn", "spawning", "no setpriv: each agent is forked with a preexec_fn", fix)
 
 
-def _backends() -> Iterator[Check]:
+def _backends_here() -> Iterator[Check]:
+    """No daemon answered: what a daemon started from this shell would find."""
     from agentplex.supervisor.backends import BackendRegistry
 
     for b in BackendRegistry.with_defaults().describe():
         name = f"backend {b.id}"
         if b.available:
             where = f" at {b.executable}" if b.executable else ""
-            yield Check("ok", name, f"version {b.version or 'unknown'}{where}")
+            detail = f"version {b.version or 'unknown'}{where}"
+            if b.credentials and not b.credentials_found:
+                fix = f"set one of {', '.join(b.credentials)}, or log in with the CLI"
+                yield Check("warn", name, f"{detail}; no credentials found here", fix)
+            else:
+                found = f"; credentials: {', '.join(b.credentials_found)}" if b.credentials else ""
+                yield Check("ok", name, detail + found)
         else:
             fix = f"install it, or set [backends.{b.id}] cli = ... in the config file"
             yield Check("warn", name, b.problem or "not available", fix)
+
+
+def _backends_of(paths: RuntimePaths, info: DaemonInfo) -> Iterator[Check]:
+    """The running daemon's backends, as it sees them: its PATH, its environment and the
+    config file it read at start (not this shell's, which may differ)."""
+    from agentplex.client.sync_client import Client
+    from agentplex.supervisor.backends import BackendRegistry
+
+    try:
+        with Client(paths.runtime_dir, timeout=BACKENDS_TIMEOUT) as client:
+            remote = client.backends()
+    except AgentplexError as exc:
+        yield Check("fail", "backends", f"daemon {info.pid} did not list them: {exc.message}")
+        return
+    here = {b.id: b for b in BackendRegistry.with_defaults().describe()}
+    unit = systemd_unit(info.pid)
+    for b in remote:
+        yield _daemon_backend(b, here.get(b.id), info.pid, unit)
+
+
+def _daemon_backend(
+    b: BackendInfo, here: BackendInfo | None, pid: int, unit: SystemdUnit | None
+) -> Check:
+    name = f"backend {b.id}"
+    if b.available:
+        where = f" at {b.executable}" if b.executable else ""
+        detail = f"version {b.version or 'unknown'}{where} (daemon {pid})"
+        if not b.credentials:  # it needs none (demo, exec) or does not say
+            return Check("ok", name, detail)
+        if b.credentials_found:
+            return Check("ok", name, f"{detail}; credentials: {', '.join(b.credentials_found)}")
+        fix = (
+            f"give the daemon one of {', '.join(b.credentials)} ({daemon_environment(unit)}), "
+            "or log in with the CLI as the daemon's user; see the README's Credentials"
+        )
+        return Check("warn", name, f"{detail}; no credentials found", fix)
+    detail = f"daemon {pid} cannot run it: {b.problem or 'not available'}"
+    if here is not None and here.available and here.executable:
+        detail += (
+            f"; this shell finds it at {here.executable}, but the daemon has its own "
+            "environment (it does not see variables set in this shell)"
+        )
+    return Check("warn", name, detail, where_to_set(b.id, unit))
+
+
+@dataclass(frozen=True)
+class SystemdUnit:
+    """The systemd unit a daemon runs in."""
+
+    name: str
+    user: bool
+    """A unit of a user's service manager (``systemctl --user``)."""
+
+    @property
+    def systemctl(self) -> str:
+        return "systemctl --user" if self.user else "sudo systemctl"
+
+
+def systemd_unit(pid: int) -> SystemdUnit | None:
+    """The ``.service`` whose cgroup holds ``pid`` (None: not started by systemd)."""
+    try:
+        return parse_unit(Path(f"/proc/{pid}/cgroup").read_text())
+    except OSError:
+        return None
+
+
+def parse_unit(cgroups: str) -> SystemdUnit | None:
+    """The service unit named in a ``/proc/PID/cgroup`` text, if any."""
+    for line in cgroups.splitlines():
+        _, _, cgroup = line.partition("::")  # the cgroup v2 line
+        parts = cgroup.split("/")
+        services = [p for p in parts if p.endswith(".service") and not p.startswith("user@")]
+        if services:
+            return SystemdUnit(services[-1], user=any(p.startswith("user@") for p in parts))
+    return None
+
+
+def daemon_environment(unit: SystemdUnit | None) -> str:
+    """Where the daemon's environment is set."""
+    if unit is not None:
+        return f"{unit.systemctl} edit {unit.name}: Environment= or EnvironmentFile=; a restart"
+    return "in the environment it is started from, or [daemon] env_file; a restart"
+
+
+def where_to_set(backend_id: str, unit: SystemdUnit | None) -> str:
+    """Where a backend's CLI is set for the daemon, which reads it when it starts."""
+    from agentplex.supervisor import config_file
+
+    variable = f"AGENTPLEX_{backend_id.upper()}_CLI"
+    in_file = (
+        f'[backends.{backend_id}] cli = "/path/to/cli" in the daemon\'s config file '
+        f"(by default {config_file.default_path()})"
+    )
+    if unit is not None:
+        return (
+            f"{unit.systemctl} edit {unit.name} and add [Service] "
+            f"Environment={variable}=/path/to/cli (or a PATH that has it), or set {in_file}; "
+            f"then {unit.systemctl} restart {unit.name}"
+        )
+    return (
+        f"set {variable}=/path/to/cli (or a PATH that has it) in the environment the daemon "
+        f"is started from, or set {in_file}; then restart the daemon"
+    )
 
 
 def _existing_parent(path: Path) -> Path:

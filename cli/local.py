@@ -14,7 +14,12 @@ from agentplex.cli.render import ChunkPrinter
 from agentplex.client.async_client import check_daemon_running
 from agentplex.client.sync_client import Client
 from agentplex.protocol import ChunkKind
-from agentplex.protocol.errors import AgentplexError, ConfigError, DaemonNotRunning
+from agentplex.protocol.errors import (
+    AgentplexError,
+    ConfigError,
+    DaemonNotRunning,
+    InvalidArgument,
+)
 from agentplex.protocol.paths import RuntimePaths, default_runtime_dir
 
 DEMO_PROMPTS = (
@@ -66,6 +71,8 @@ def run_demo(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         with Client() as client:
+            if daemon is None and args.state_dir:
+                _refuse_other_state_dir(client, Path(args.state_dir))
             _converse(client, args.turns)
     except AgentplexError as exc:
         print(f"agentplex demo: {exc.message}", file=sys.stderr)
@@ -77,6 +84,18 @@ def run_demo(args: argparse.Namespace) -> int:
         if daemon is not None:
             _stop_daemon(daemon, interrupted=interrupted)
     return 0
+
+
+def _refuse_other_state_dir(client: Client, state_dir: Path) -> None:
+    """``--state-dir`` places a daemon the demo starts; one already running keeps its own."""
+    info = client.ping()
+    if Path(info.state_dir).resolve() == state_dir.resolve():
+        return
+    raise InvalidArgument(
+        f"--state-dir {state_dir} is for a daemon the demo starts, but daemon {info.pid} "
+        f"already runs in {info.runtime_dir} with state dir {info.state_dir}: stop it, "
+        "or give the demo a runtime dir of its own (agentplex --runtime-dir DIR demo ...)"
+    )
 
 
 def _converse(client: Client, turns: int) -> None:

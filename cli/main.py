@@ -15,10 +15,22 @@ from pathlib import Path
 from agentplex import protocol as p
 from agentplex.cli import admin, doctor, service, top
 from agentplex.cli.parser import parse_args
-from agentplex.cli.render import ChunkPrinter, session_table
+from agentplex.cli.render import (
+    ChunkPrinter,
+    describe_event,
+    json_line,
+    session_listing,
+    session_table,
+)
 from agentplex.client.sync_client import Client
-from agentplex.client.transcripts import read_records
-from agentplex.protocol.errors import EXIT_USAGE, AgentplexError, ConfigError, InvalidArgument
+from agentplex.client.transcripts import read_records, transcript_file
+from agentplex.protocol.errors import (
+    EXIT_CONFIG,
+    EXIT_USAGE,
+    AgentplexError,
+    ConfigError,
+    InvalidArgument,
+)
 
 EXIT_INTERRUPTED = 130
 
@@ -60,17 +72,24 @@ def parse_env(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_send(client: Client, args: argparse.Namespace) -> int:
-    client.send(args.message, args.session)
-    return 0
+    reply = client.send(args.message, args.session)
+    return _print_reply(reply, args)
 
 
 def cmd_interrupt(client: Client, args: argparse.Namespace) -> int:
-    client.interrupt(args.session)
-    return 0
+    session_id = client.interrupt(args.session)
+    return _print_reply(p.Interrupted(session_id=session_id), args)
 
 
 def cmd_permit(client: Client, args: argparse.Namespace) -> int:
-    client.permit(args.allow, args.session, request_id=args.request)
+    reply = client.permit(args.allow, args.session, request_id=args.request)
+    return _print_reply(reply, args)
+
+
+def _print_reply(reply: p.Reply, args: argparse.Namespace) -> int:
+    """A quiet command's output: nothing, or with ``--json`` the daemon's reply."""
+    if args.json:
+        print(p.encode(reply).decode())
     return 0
 
 
@@ -82,26 +101,28 @@ def cmd_kill(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_switch(client: Client, args: argparse.Namespace) -> int:
-    client.switch(args.session)
-    return 0
+    session_id = client.switch(args.session)
+    return _print_reply(p.Switched(session_id=session_id), args)
 
 
 def cmd_ls(client: Client, args: argparse.Namespace) -> int:
     reply = client.list(all=args.all)
     if args.json:
-        print(p.encode(reply.sessions).decode())
+        print(session_listing(reply.sessions, reply.active))
     elif reply.sessions:
         print(session_table(reply.sessions, reply.active))
     return 0
 
 
 def cmd_attach(client: Client, args: argparse.Namespace) -> int:
-    return _attach(client, args.session, args.from_seq, as_json=args.json)
+    return _attach(client, args.session, args.from_seq, as_json=args.json, colors=args.color)
 
 
-def _attach(client: Client, session: str | None, from_seq: int, *, as_json: bool) -> int:
+def _attach(
+    client: Client, session: str | None, from_seq: int, *, as_json: bool, colors: bool = False
+) -> int:
     info = client.inspect(session)
-    printer = ChunkPrinter(as_json=as_json)
+    printer = ChunkPrinter(as_json=as_json, colors=colors)
     try:
         for chunk in client.follow(info.id, from_seq):
             printer.print(chunk)
@@ -121,45 +142,58 @@ def cmd_events(client: Client, args: argparse.Namespace) -> int:
         prefixes = [p.SESSION_TOPIC.decode()]
     with client.subscribe(*prefixes) as events:
         for event in events:
-            line = p.encode(event).decode()
-            print(line if args.json else f"{type(event).__name__}: {line}", flush=True)
+            print(p.encode(event).decode() if args.json else describe_event(event), flush=True)
     return 0
 
 
 def cmd_logs(client: Client, args: argparse.Namespace) -> int:
     info = client.inspect(args.session)
+    path = transcript_file(info.transcript)  # its .gz once compressed; purged: transcript_gone
     if not args.cat:
-        print(info.transcript)
+        print(p.encode(info).decode() if args.json else path)
         return 0
-    for record in read_records(info.transcript):
-        print(p.encode(record).decode())
+    for record in read_records(path):
+        print(json_line(p.encode(record)))  # what a terminal could act on stays escaped
     return 0
 
 
 def cmd_backends(client: Client, args: argparse.Namespace) -> int:
-    backends = client.backends()
+    backends = client.backends()  # as the daemon sees them: its PATH, its environment
     if args.json:
         print(p.encode(backends).decode())
         return 0
+    print(f"{'BACKEND':<8} {'MODES':<16} {'STATUS':<8} {'VERSION':<10} WHERE")
     for b in backends:
         state = "ok" if b.available else "missing"
         where = b.executable or b.problem or ""
         modes = ",".join(b.modes)
         print(f"{b.id:<8} {modes:<16} {state:<8} {b.version or '-':<10} {where}")
+        if b.credentials:  # names only: the daemon never sends a value
+            found = ", ".join(b.credentials_found) or "none found (see README: Credentials)"
+            print(f"{'':<8} credentials: {found}")
     return 0
 
 
 def cmd_personas(client: Client, args: argparse.Namespace) -> int:
-    reply = client.personas()
+    """The personas (``--reload``: read again first); exit 78 if a template has a problem."""
+    reply = client.personas(reload=args.reload)
     if args.json:
-        print(p.encode(reply.personas).decode())
+        listing = {"personas": reply.personas, "problems": reply.problems}
+        if args.reload:
+            listing["changes"] = reply.changes
+        print(p.encode(listing).decode())
     else:
+        if args.reload:
+            for change in reply.changes or ["nothing changed"]:
+                print(f"reloaded: {change}")
         for persona in reply.personas:
             backend = persona.backend or "-"
-            print(f"{persona.icon or ' '} {persona.name:<12} {backend:<8} {persona.description}")
-    for problem in reply.problems:
-        print(f"agentplex personas: skipped {problem}", file=sys.stderr)
-    return 0
+            mark = "  (!) see below" if persona.problem else ""
+            line = f"{persona.icon or ' '} {persona.name:<12} {backend:<8} {persona.description}"
+            print(line + mark)
+        for problem in reply.problems:
+            print(f"agentplex personas: {problem}", file=sys.stderr)
+    return EXIT_CONFIG if reply.problems else 0
 
 
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {

@@ -7,12 +7,14 @@ the function that runs it.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
 
 from agentplex.cli import admin, doctor, service, top
 from agentplex.protocol.errors import InvalidArgument
+from agentplex.supervisor import __version__
 
 EPILOG = """\
 sessions are named by their UUID or any unique prefix of it; commands that take an
@@ -22,9 +24,10 @@ environment: AGENTPLEX_RUNTIME_DIR (sockets, lock) and AGENTPLEX_STATE_DIR (tran
 place a daemon; every command honours them, so isolated daemons can run side by side.
 
 exit codes: 0 ok, 2 bad input, 3 no such session, 4 session state forbids it,
-69 daemon (or systemd, metrics port) unavailable, 70 internal error, 74 transcript not
-writable, 75 timeout, 76 unreadable daemon reply, 77 not permitted for the caller's role,
-78 bad configuration, 130 interrupted by Ctrl-C.
+66 transcript gone (purged), 69 daemon (or the agent's program, systemd, metrics port)
+unavailable, 70 internal error, 74 transcript not writable, 75 timeout (or the daemon out of
+descriptors), 76 unreadable daemon reply, 77 not permitted (the caller's role, or a runtime
+dir not private), 78 bad configuration, 130 interrupted by Ctrl-C.
 
 examples:
   agentplex daemon &                          # run the daemon (foreground; systemd-friendly)
@@ -35,6 +38,7 @@ examples:
   agentplex events --json | jq .              # NDJSON for editor plugins
 """
 
+RUNTIME_DIR_HELP = "daemon runtime dir (default: $AGENTPLEX_RUNTIME_DIR)"
 CONFIG_HELP = "config file (default: $AGENTPLEX_CONFIG, else ~/.config/agentplex/config.toml)"
 
 SEND_USAGE = "agentplex send [-h] [-s SESSION] MESSAGE\n       agentplex send [-h] SESSION MESSAGE"
@@ -56,9 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--runtime-dir", help="daemon runtime dir (default: $AGENTPLEX_RUNTIME_DIR)"
-    )
+    parser.add_argument("--runtime-dir", help=RUNTIME_DIR_HELP)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait per request")
     parser.add_argument("--config", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -73,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_daemon(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d = sub.add_parser("daemon", help="run the daemon in the foreground")
+    # The global flags are taken after "daemon" too (where people put them, and where the
+    # "start one with: agentplex daemon --runtime-dir ..." hint puts them).
+    d.add_argument("--runtime-dir", default=argparse.SUPPRESS, help=RUNTIME_DIR_HELP)
     d.add_argument("--state-dir", help="transcripts and state (default: $AGENTPLEX_STATE_DIR)")
     d.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL (default 5)")
     d.add_argument("--max-sessions", type=int, help="refuse to start more sessions than this")
@@ -135,6 +141,7 @@ def _add_session_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         metavar="[SESSION] MESSAGE",
         help="the message, optionally preceded by the session id or prefix",
     )
+    s.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
     for name, helptext in (
         ("interrupt", "interrupt a session's running turn (SIGINT to its group)"),
         ("switch", "make a session the active one"),
@@ -143,12 +150,14 @@ def _add_session_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         c.add_argument(
             "session", nargs=None if name == "switch" else "?", help="session id or prefix"
         )
+        c.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
     pm = sub.add_parser("permit", help="answer a session's tool permission request")
     pm.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
     answer = pm.add_mutually_exclusive_group(required=True)
     answer.add_argument("--allow", action="store_true", help="let the agent use the tool")
     answer.add_argument("--deny", action="store_true", help="refuse it")
     pm.add_argument("--request", help="request id (default: the pending one)")
+    pm.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
     k = sub.add_parser("kill", help="terminate a session and its whole process tree")
     k.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
     k.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL")
@@ -165,6 +174,12 @@ def _add_views(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     a.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
     a.add_argument("--from", dest="from_seq", type=int, default=1, help="first seq to show")
     a.add_argument("--json", action="store_true", help="NDJSON chunks")
+    a.add_argument(
+        "--color",
+        action="store_true",
+        help="keep the agent's colours (SGR escapes); other control characters are always "
+        "shown as ^X, never sent to the terminal",
+    )
     e = sub.add_parser("events", help="print events as they happen")
     e.add_argument("--session", "-s", help="only this session's chunks and lifecycle")
     e.add_argument("--lifecycle", action="store_true", help="only session lifecycle events")
@@ -172,10 +187,12 @@ def _add_views(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     lg = sub.add_parser("logs", help="print a session's transcript path (--cat: its records)")
     lg.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
     lg.add_argument("--cat", action="store_true", help="print the transcript's records")
+    lg.add_argument("--json", action="store_true", help="the session as JSON (--cat: NDJSON)")
     b = sub.add_parser("backends", help="list backends, whether their CLI was found, versions")
     b.add_argument("--json", action="store_true")
     ps = sub.add_parser("personas", help="list persona templates (and broken template files)")
     ps.add_argument("--json", action="store_true")
+    ps.add_argument("--reload", action="store_true", help="have the daemon read them again first")
 
 
 def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -183,6 +200,25 @@ def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     doctor.add_parser(sub)
     admin.add_parsers(sub)
     top.add_parser(sub)
+
+
+DURATIONS = (
+    ("timeout", "--timeout", True),
+    ("grace", "--grace", False),
+    ("turn_timeout", "--turn-timeout", True),
+)
+"""Flags holding seconds: (attribute, flag, must be over 0). Grace may be 0 (SIGKILL at
+once); a timeout of 0 could never be met. None may be nan or infinite."""
+
+
+def _check_durations(args: argparse.Namespace) -> None:
+    for attribute, flag, positive in DURATIONS:
+        value = getattr(args, attribute, None)
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            least = "over 0" if positive else "0 or more"
+            raise InvalidArgument(f"{flag} expects a finite number of seconds, {least}: {value}")
 
 
 def _send_target(args: argparse.Namespace) -> tuple[str | None, str]:
@@ -206,16 +242,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if args.command == "start" and "--" in argv:
         cut = argv.index("--")
-        args = parser.parse_args(argv[:cut])
+        args = _parse(parser, argv[:cut])
         args.argv = argv[cut + 1 :]
-    if args.command == "send":
-        try:
+    try:
+        _check_durations(args)
+        if args.command == "send":
             args.session, args.message = _send_target(args)
-        except InvalidArgument as exc:
-            # One line and exit 2, as argparse's own errors exit (but without the usage).
-            print(f"agentplex send: {exc.message}", file=sys.stderr)
-            raise SystemExit(exc.exit_code) from None
+    except InvalidArgument as exc:
+        # One line and exit 2, as argparse's own errors exit (but without the usage).
+        print(f"agentplex {args.command}: {exc.message}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
     return args
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args``, except that an option the command does not know is reported
+    with that command's usage (argparse reports it with the top-level one)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = _subcommands(parser).get(args.command, parser)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:  # argparse keeps the subparsers only there
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}

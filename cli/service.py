@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 from string import Template
 from typing import Literal
 
-from agentplex.protocol.errors import ServiceError
+from agentplex.protocol.errors import InvalidArgument, ServiceError
 
 Scope = Literal["user", "system"]
 SHIPPED_EXEC = "/usr/bin/env agentplex"
@@ -30,6 +31,8 @@ _COMMON = """\
 Type=notify
 NotifyAccess=main
 ExecStart=${exec_start} daemon
+# systemctl reload: the daemon reads its persona templates again (sessions run on).
+ExecReload=/bin/kill -HUP $$MAINPID
 ${environment}# The daemon ends its sessions itself (SIGTERM to each process group, SIGKILL after
 # the grace period, default 5 s); systemd then only kills what is left.
 KillMode=mixed
@@ -160,9 +163,24 @@ def plan(scope: Scope, *, directory: Path | None, enable: bool, user: str | None
     systemctl = ["systemctl", "--user"] if scope == "user" else ["systemctl"]
     instance = name
     if scope == "system":
-        instance = f"agentplex@{user or os.environ.get('SUDO_USER') or getpass.getuser()}.service"
+        instance = f"agentplex@{system_user(user)}.service"
+    elif user is not None:
+        raise InvalidArgument("--as names the user of a system instance: use it with --system")
     commands = [[*systemctl, "daemon-reload"], [*systemctl, "enable", instance]] if enable else []
     return Plan(scope, path, text, commands, instance)
+
+
+def system_user(user: str | None) -> str:
+    """The user a system instance runs as (``--as``, else whoever ran sudo, else us),
+    refused unless it exists: systemd would only fail when the instance starts."""
+    name = user or os.environ.get("SUDO_USER") or getpass.getuser()
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        raise InvalidArgument(
+            f"no such user {name!r} on this machine (--as names the user the instance runs as)"
+        ) from None
+    return name
 
 
 def install(p: Plan, *, dry_run: bool) -> list[str]:

@@ -165,9 +165,11 @@ class AsyncClient:
         request = p.Permit(allow=allow, session=session, request_id=request_id)
         return await self.request(request, p.Permitted, timeout)
 
-    async def personas(self, *, timeout: float | None = None) -> p.Personas:
-        """Every persona template, and the template files that could not be read."""
-        return await self.request(p.ListPersonas(), p.Personas, timeout)
+    async def personas(self, *, reload: bool = False, timeout: float | None = None) -> p.Personas:
+        """Every persona template, and the problems of the template files; with ``reload``,
+        the daemon reads the templates again first (``changes`` says what changed)."""
+        request: p.Request = p.ReloadPersonas() if reload else p.ListPersonas()
+        return await self.request(request, p.Personas, timeout)
 
     async def list(self, *, all: bool = False, timeout: float | None = None) -> p.Sessions:
         """The sessions the daemon holds (live, and ended less than its ``keep_ended`` ago)

@@ -16,14 +16,16 @@ import stat
 from pathlib import Path
 
 from agentplex.protocol.errors import DaemonNotRunning, UnsafeDirectory
-from agentplex.protocol.paths import RuntimePaths
+from agentplex.protocol.paths import RuntimePaths, ipc_endpoint
 
 _WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
 
 
 def check_daemon_running(paths: RuntimePaths) -> None:
-    """Raise UnsafeDirectory if the runtime dir or a socket in it is not this user's
-    alone; DaemonNotRunning, saying how to start one, if no daemon serves ``paths``."""
+    """Raise RuntimeDirTooLong if its sockets' paths are too long, UnsafeDirectory if the
+    runtime dir or a socket in it is not this user's alone; DaemonNotRunning, saying how
+    to start one, if no daemon serves ``paths``."""
+    ipc_endpoint(paths.control)  # a dir too long for a socket: say so, not "no daemon"
     hint = f"start one with: agentplex daemon --runtime-dir {paths.runtime_dir}"
     try:
         _check_private(paths.runtime_dir, os.stat(paths.runtime_dir), "runtime dir")

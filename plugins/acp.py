@@ -101,6 +101,8 @@ class AcpDriver(Driver):
         self._cancelled_early = False
         self._stalled = False
         """A handshake step failed; the next message retries it."""
+        self._failure: str | None = None
+        """Why the agent cannot be used at all (it refused ``initialize``)."""
         self._asked: dict[str, _Asked] = {}
         self._announced: set[str] = set()
         """Tool call ids already published as ``tool_use``."""
@@ -121,6 +123,9 @@ class AcpDriver(Driver):
     def take_outgoing(self) -> bytes:
         data, self._outgoing = bytes(self._outgoing), bytearray()
         return data
+
+    def failure(self) -> str | None:
+        return self._failure
 
     def interrupt(self) -> bytes:
         if self._prompt_sent_at is None:
@@ -238,6 +243,8 @@ class AcpDriver(Driver):
             self._model_done = True
             return chunks
         self._stalled = True
+        if method == "initialize":  # no ACP connection: nothing a later message could retry
+            self._failure = f"the ACP agent refused initialize: {error}"
         if self._held or self._cancelled_early:  # end the turn those messages started
             self._held.clear()
             self._cancelled_early = False

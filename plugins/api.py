@@ -7,6 +7,12 @@ point names a zero-argument callable, usually the class, that returns a ``Backen
 A backend makes one :class:`Driver` per process. The driver turns the process's output
 lines into chunks and says what to write to its stdin: an opening handshake, each
 message, answers to the agent's own requests, an in-band interrupt.
+
+A turn's prompt travels in its command line (:meth:`Backend.argv`) while that holds it;
+Linux takes at most 128 KiB in one argument. A backend whose CLI can read the prompt from
+standard input also offers :meth:`PromptOnStdin.stdin_turn`, and the daemon uses it for a
+prompt the command line would not hold. The method is optional: a backend without it keeps
+working, and a prompt too big for its command line is refused.
 """
 
 from __future__ import annotations
@@ -95,6 +101,12 @@ class Driver:
         """The bytes that answer the agent's permission request ``request_id``."""
         raise NotImplementedError(f"{type(self).__name__} takes no permission answers")
 
+    def failure(self) -> str | None:
+        """Why the agent can never be talked to (it refused the opening handshake), once
+        that is known; the daemon then ends the session as failed, with this reason.
+        Checked after every batch of lines."""
+        return None
+
 
 @dataclass(frozen=True)
 class Located:
@@ -108,7 +120,17 @@ class Located:
 
 @runtime_checkable
 class Backend(Protocol):
-    """A backend plugin. Plain class attributes satisfy the read-only members."""
+    """A backend plugin. Plain class attributes satisfy the read-only members.
+
+    Optional attributes (a backend without them is still a Backend):
+
+    * ``credentials: tuple[str, ...]``: the variables its CLI authenticates with (keys,
+      tokens, endpoints, config dirs). The daemon passes them from its own environment
+      (or env file, or systemd credentials) to the backend's sessions, and ``backends``
+      says which it found.
+    * ``credential_files: tuple[str, ...]``: where the CLI keeps a login of its own
+      (``~/...``: the daemon's HOME), reported as found when they exist.
+    """
 
     @property
     def id(self) -> str:
@@ -151,13 +173,47 @@ class Backend(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class StdinTurn:
+    """A turn whose prompt the CLI reads from its standard input."""
+
+    argv: list[str]
+    """The turn's command line, without the prompt."""
+    prompt: bytes
+    """What the daemon writes to the CLI's stdin before closing it (UTF-8)."""
+
+
+@runtime_checkable
+class PromptOnStdin(Protocol):
+    """The optional method of a turn backend whose CLI can read its prompt from stdin."""
+
+    def stdin_turn(self, spec: SessionSpec, message: str, resume_id: str | None) -> StdinTurn:
+        """The turn that :meth:`Backend.argv` would run, with ``message`` on stdin instead."""
+        ...
+
+
+def stdin_turn(
+    backend: Backend, spec: SessionSpec, message: str, resume_id: str | None
+) -> StdinTurn | None:
+    """The turn with its prompt on stdin, or None when ``backend`` cannot take it there."""
+    if isinstance(backend, PromptOnStdin):
+        return backend.stdin_turn(spec, message, resume_id)
+    return None
+
+
 def locate_executable(backend_id: str, default_name: str) -> Located:
-    """Find a backend's CLI: ``$AGENTPLEX_<ID>_CLI`` if set, else ``default_name`` on PATH.
+    """Find a backend's CLI: ``$AGENTPLEX_<ID>_CLI`` if set (a bare name is looked up on
+    PATH), else ``default_name`` on PATH.
 
     When it is missing, ``problem`` says where the daemon looked.
     """
     variable = f"AGENTPLEX_{backend_id.upper()}_CLI"
     configured = os.environ.get(variable)
+    if configured and "/" not in configured:
+        found_bare = shutil.which(configured)
+        if found_bare:
+            return Located(True, executable=found_bare)
+        return Located(False, problem=f"{variable}={configured}: not found on PATH")
     if configured:
         path = Path(configured)
         if path.is_file() and os.access(path, os.X_OK):

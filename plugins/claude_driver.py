@@ -23,6 +23,7 @@ import msgspec
 
 from agentplex.plugins.api import ChunkData, PermissionPolicy
 from agentplex.plugins.stream_json import ClaudeStreamParser, permission_chunk
+from agentplex.protocol import UsageScope
 from agentplex.protocol.errors import NothingToAnswer
 
 DENIED_BY_POLICY = "Denied by agentplex: the session's permission policy is deny."
@@ -83,6 +84,7 @@ class ClaudeDriver(ClaudeStreamParser):
     """
 
     def __init__(self, policy: PermissionPolicy) -> None:
+        super().__init__(UsageScope.PROCESS)  # each result's cost: the process's running total
         self.policy = policy
         self._asked: dict[str, Any] = {}
         """The tool input of each request still waiting for an answer, by request id."""

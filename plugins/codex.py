@@ -12,7 +12,6 @@ it reads nothing ("Reading additional input from stdin..." on stderr is harmless
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from agentplex.plugins.api import (
@@ -21,35 +20,61 @@ from agentplex.plugins.api import (
     Located,
     PermissionPolicy,
     SessionSpec,
+    StdinTurn,
     locate_executable,
     package_version,
 )
 from agentplex.plugins.codex_events import CodexEventParser
+from agentplex.protocol.errors import InvalidArgument
 
 NPM_PACKAGE = "@openai/codex"
-PASSED_THROUGH = ("CODEX_HOME", "CODEX_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL")
-"""Daemon variables Codex needs that the daemon's allowlist leaves out: where its config,
-login and threads live, and the credentials and endpoint of the built-in OpenAI provider."""
+CREDENTIALS = ("CODEX_HOME", "CODEX_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL")
+"""What Codex authenticates with: where its config (model providers, base URLs), login
+(``auth.json``) and threads live, and the key and endpoint of the OpenAI provider."""
+PASSED_THROUGH = CREDENTIALS
 
 ALLOW_SANDBOX = "workspace-write"
 """Codex's sandbox under permission policy ``allow``.
 
-Exec mode cannot ask anyone, so ``ask`` and ``deny`` keep Codex's default read-only sandbox
-(commands run, writes fail). ``allow`` lets the agent edit the project and run commands in
-it, but still inside Codex's bubblewrap sandbox (no network, nothing outside the workspace):
+``allow`` lets the agent edit the project and run commands in it, but still inside Codex's
+bubblewrap sandbox (no network, nothing outside the workspace):
 ``--dangerously-bypass-approvals-and-sandbox`` would drop that too, and without the sandbox
 a command's children outlive a killed turn, while bubblewrap's ``--die-with-parent`` takes
 them down with Codex.
 """
+DENY_SANDBOX = "read-only"
+"""Codex's sandbox under ``deny``: commands may read, every write and all network fail.
+
+Given on the command line, not left to Codex's default, because the user's own
+``config.toml`` (``sandbox_mode = "danger-full-access"`` is common) would otherwise decide.
+"""
+NEVER_ASK = 'approval_policy="never"'
+"""Exec mode has nobody to ask: a command the sandbox refuses fails, it is never escalated
+(whatever ``approval_policy`` the user's config sets)."""
+
+POLICIES = {
+    PermissionPolicy.ALLOW: f"commands and edits run unasked in the {ALLOW_SANDBOX} sandbox "
+    "(the project only, no network)",
+    PermissionPolicy.DENY: f"commands run in the {DENY_SANDBOX} sandbox (reads work; writes and "
+    "network fail); allowed_tools has no Codex equivalent",
+    PermissionPolicy.ASK: "refused: codex exec cannot ask (use deny or allow, or the acp "
+    "backend with an agent that asks)",
+}
+"""What each permission policy does for Codex, for ``personas``, ``--help`` and the README."""
 
 
 class CodexBackend:
     """OpenAI Codex CLI (codex exec --json)."""
 
     id = "codex"
+    credentials = CREDENTIALS
+    credential_files = ("~/.codex/auth.json",)
     modes = (BackendMode.TURN,)
     description = "OpenAI Codex CLI (codex exec --json)"
     capabilities = Capabilities(resume=True, tool_events=True)
+    default_policy = PermissionPolicy.DENY
+    """The policy of a session that names none: Codex exec cannot hold ``ask``."""
+    policies = POLICIES
 
     def locate(self) -> Located:
         return locate_executable(self.id, "codex")
@@ -64,11 +89,26 @@ class CodexBackend:
             argv += ["resume", resume_id]
         return [*argv, "--", message or ""]
 
+    def stdin_turn(self, spec: SessionSpec, message: str, resume_id: str | None) -> StdinTurn:
+        """The turn with its prompt on stdin: ``-`` for the prompt makes Codex read stdin."""
+        *argv, dashdash, prompt = self.argv(spec, "", resume_id)
+        assert (dashdash, prompt) == ("--", ""), "a turn's argv ends with -- and the prompt"
+        return StdinTurn([*argv, "-"], message.encode())
+
     def environment(self, spec: SessionSpec) -> dict[str, str]:
-        return {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
+        return {}  # its credentials are passed by the daemon
 
     def driver(self, spec: SessionSpec) -> CodexEventParser:
         return CodexEventParser()
+
+    def check_policy(self, spec: SessionSpec) -> None:
+        """Refuse a start under a policy Codex cannot hold (called once, at start)."""
+        if spec.permission_policy is PermissionPolicy.ASK:
+            raise InvalidArgument(
+                "the codex backend cannot ask for permission: codex exec has no one to ask "
+                "(its approvals need an interactive terminal); use --policy deny (read-only "
+                "sandbox) or --policy allow (workspace-write sandbox)"
+            )
 
 
 def _options(spec: SessionSpec) -> list[str]:
@@ -82,9 +122,10 @@ def _options(spec: SessionSpec) -> list[str]:
         options += ["-m", spec.model]
     if spec.instructions:
         options += ["-c", f"developer_instructions={toml_string(spec.instructions)}"]
-    if spec.permission_policy is PermissionPolicy.ALLOW:
-        options += ["-s", ALLOW_SANDBOX]
-    return options
+    # A session recorded with ``ask`` before it was refused gets deny's sandbox: nobody
+    # can be asked, so nothing outside the read-only sandbox may run.
+    allow = spec.permission_policy is PermissionPolicy.ALLOW
+    return [*options, "-s", ALLOW_SANDBOX if allow else DENY_SANDBOX, "-c", NEVER_ASK]
 
 
 def toml_string(text: str) -> str:

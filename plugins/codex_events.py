@@ -7,6 +7,11 @@ used to resume), ``turn.started``, ``item.started`` / ``item.updated`` / ``item.
 ``turn.completed`` (usage), ``turn.failed`` and ``error``. Agent text is never streamed in
 this mode: it arrives whole in ``item.completed``.
 
+The usage of ``turn.completed`` is the thread's running total, not the turn's: a resumed
+turn reports what every turn of the thread used so far (two turns billed 9,518 and 9,605
+input tokens: the second reports 19,123). The result's usage is tagged
+``UsageScope.THREAD`` so that the daemon counts only the difference.
+
 The parser never raises and never drops a line: text that is not a JSON object, or an object
 that does not fit the schema, becomes a ``raw`` chunk; an event or item type it does not know
 becomes a ``system`` chunk naming the type. The one event it skips on purpose is the start
@@ -24,7 +29,7 @@ import msgspec
 from agentplex.plugins.api import ChunkData, Driver
 from agentplex.plugins.json_lines import decode_line
 from agentplex.plugins.stream_json import tool_summary
-from agentplex.protocol import ChunkKind, Stream, Usage
+from agentplex.protocol import ChunkKind, Stream, Usage, UsageScope
 
 COMMAND_TOOL = "command_execution"
 """``tool_name`` of a shell command Codex ran (Codex's own name for the item)."""
@@ -273,6 +278,7 @@ class CodexEventParser(Driver):
             output_tokens=usage.output_tokens,
             cached_tokens=usage.cached_input_tokens,
             duration_ms=elapsed,
+            scope=UsageScope.THREAD,
         )
         return ChunkData(ChunkKind.RESULT, self._last_text, usage=totals)
 

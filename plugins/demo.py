@@ -11,11 +11,14 @@ import importlib.metadata
 import os
 import sys
 
-from agentplex.plugins.api import BackendMode, Capabilities, Located, SessionSpec
+from agentplex.plugins.api import BackendMode, Capabilities, Located, SessionSpec, StdinTurn
 from agentplex.plugins.stream_json import ClaudeStreamParser
 
 DELAY_VARIABLE = "AGENTPLEX_DEMO_DELAY"
 """Seconds per typed word; passed on when the session's or the daemon's environment sets it."""
+
+AGENT = (sys.executable, "-m", "agentplex.plugins.demo_agent")
+STREAM_FLAGS = ("--output-format", "stream-json", "--verbose", "--include-partial-messages")
 
 
 class DemoBackend:
@@ -36,18 +39,13 @@ class DemoBackend:
             return None
 
     def argv(self, spec: SessionSpec, message: str | None, resume_id: str | None) -> list[str]:
-        argv = [
-            sys.executable,
-            "-m",
-            "agentplex.plugins.demo_agent",
-            "-p",
-            message or "",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            "--include-partial-messages",
-        ]
+        argv = [*AGENT, "-p", message or "", *STREAM_FLAGS]
         return [*argv, "--resume", resume_id] if resume_id else argv
+
+    def stdin_turn(self, spec: SessionSpec, message: str, resume_id: str | None) -> StdinTurn:
+        # "-p" last and without a value: the agent reads its prompt from stdin, as Claude does.
+        resume = ["--resume", resume_id] if resume_id else []
+        return StdinTurn([*AGENT, *STREAM_FLAGS, *resume, "-p"], message.encode())
 
     def environment(self, spec: SessionSpec) -> dict[str, str]:
         home = (spec.scratch_dir / "demo").absolute()

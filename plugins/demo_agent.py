@@ -1,13 +1,15 @@
 """An offline scripted agent that speaks Claude Code's headless stream-json dialect.
 
-Run as ``python -m agentplex.plugins.demo_agent -p PROMPT [--resume ID] ...``; other
+Run as ``python -m agentplex.plugins.demo_agent -p PROMPT [--resume ID] ...``, or with
+``-p`` last and no prompt to read the prompt from stdin (as ``claude -p`` does); other
 Claude-like flags are accepted and ignored. It remembers each conversation in
 ``$AGENTPLEX_DEMO_HOME/<session-id>.json`` and types its reply word by word, about 1.5 s
 in all (``AGENTPLEX_DEMO_DELAY`` sets the seconds per word). Words in the prompt steer it:
 ``SLOW`` types 200 words (at least 0.02 s each, so there is time to interrupt), ``CRASH``
 dies mid-stream with exit 3 and no result, ``FAIL`` reports an API error with exit 1,
 ``BACKGROUND`` starts a detached ``sleep`` and leaves it running, the way agents' shell
-tools often do (its pid is in the reply).
+tools often do (its pid is in the reply). A prompt over 1000 characters is repeated as its
+length and sha256, so a test can tell that a big prompt arrived whole.
 
 Stdlib only, and nothing from agentplex is imported, so it starts fast.
 """
@@ -15,6 +17,7 @@ Stdlib only, and nothing from agentplex is imported, so it starts fast.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -32,6 +35,8 @@ TYPING_SECONDS = 1.5
 SLOW_WORDS = 200
 SLOW_MIN_DELAY = 0.02
 CRASH_AFTER_WORDS = 2
+QUOTE_LIMIT = 1000
+"""Characters of a prompt the reply repeats; a longer one is told by its size and digest."""
 INTERRUPTED = "[Request interrupted by user]"
 FILLER = (
     "I am the agentplex demo agent, typing this reply one word at a time so you can watch "
@@ -81,23 +86,30 @@ class Turn:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="demo_agent", description="An offline scripted agent.")
-    parser.add_argument("-p", "--print", dest="prompt", required=True)
+    parser.add_argument("-p", "--print", dest="prompt", nargs="?", const=None)
     parser.add_argument("--resume")
     parser.add_argument("--output-format", default="stream-json")
     parser.add_argument("--include-partial-messages", action="store_true")
     parser.add_argument("--verbose", action="store_true")
     args, _ignored = parser.parse_known_args(_attach_prompt(argv))
+    if args.prompt is None:  # no prompt in argv: it comes on stdin, whole, until EOF
+        args.prompt = sys.stdin.buffer.read().decode("utf-8", errors="replace")
     if not args.prompt.strip():
         parser.error("the prompt must not be empty")
     return args
 
 
 def _attach_prompt(argv: list[str]) -> list[str]:
-    """Join ``-p VALUE`` into one argument so that a prompt may start with a dash."""
+    """Join ``-p VALUE`` into one argument so that a prompt may start with a dash; a ``-p``
+    that ends the command line has no value (the prompt is on stdin)."""
     out: list[str] = []
     args = iter(argv)
     for arg in args:
-        out.append(f"--print={next(args, '')}" if arg in ("-p", "--print") else arg)
+        if arg in ("-p", "--print"):
+            value = next(args, None)
+            out.append("--print" if value is None else f"--print={value}")
+        else:
+            out.append(arg)
     return out
 
 
@@ -126,14 +138,23 @@ def save_turns(home: Path, session_id: str, turns: list[dict[str, str]]) -> None
 
 def compose(prompt: str, turns: list[dict[str, str]]) -> list[str]:
     """The words of the reply: the turn number and what was said before, then filler."""
-    text = f"Turn {len(turns) + 1}. You said: {prompt}."
+    text = f"Turn {len(turns) + 1}. You said: {quote(prompt)}."
     if turns:
-        text += f" Before that you said: {turns[-1]['prompt']}."
+        text += f" Before that you said: {quote(turns[-1]['prompt'])}."
     words = f"{text} {FILLER}".split()
     if "SLOW" in prompt:
         filler = FILLER.split()
         words += [filler[i % len(filler)] for i in range(max(0, SLOW_WORDS - len(words)))]
     return words
+
+
+def quote(prompt: str) -> str:
+    """A prompt as the reply repeats it: whole, or for a long one its size and digest (a
+    pasted file would make a reply of a hundred thousand words)."""
+    if len(prompt) <= QUOTE_LIMIT:
+        return prompt
+    digest = hashlib.sha256(prompt.encode()).hexdigest()
+    return f"{len(prompt)} characters with sha256 {digest}"
 
 
 def word_delay(prompt: str, words: int) -> float:

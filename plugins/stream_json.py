@@ -19,7 +19,7 @@ import msgspec
 
 from agentplex.plugins.api import ChunkData, Driver
 from agentplex.plugins.json_lines import decode_line
-from agentplex.protocol import ChunkKind, Stream, Usage
+from agentplex.protocol import ChunkKind, Stream, Usage, UsageScope
 
 SUMMARY_CHARS = 160
 """Longest one-line summary of a tool call."""
@@ -90,13 +90,24 @@ class _ResultUsage(msgspec.Struct, frozen=True):
     cache_creation_input_tokens: int = 0
 
 
+class _ModelUsage(msgspec.Struct, frozen=True, rename="camel"):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+
 class _Result(_Line, frozen=True, tag="result"):
     subtype: str = ""
     is_error: bool | None = None
     result: str | None = None
     errors: list[Any] = []
     usage: _ResultUsage | None = None
+    """The turn's tokens (all its API calls)."""
     total_cost_usd: float | None = None
+    """Claude Code: the process's running cost (in turn mode, a process is one turn)."""
+    model_usage: dict[str, _ModelUsage] | None = msgspec.field(default=None, name="modelUsage")
+    """Claude Code: the process's running tokens and cost, by model."""
     duration_ms: float | None = None
 
 
@@ -141,7 +152,19 @@ class ClaudeStreamParser(Driver):
     stream-json ``user`` line. It answers no control requests: a ``can_use_tool`` request
     becomes a ``permission_request`` chunk without a ``request_id``. A subclass that speaks
     the control protocol overrides :meth:`permission_request` and :meth:`request_cancelled`.
+
+    ``usage_scope`` says what a result's figures count. Claude Code (2.1.197, measured
+    against the fake) reports ``total_cost_usd`` and ``modelUsage`` as running totals of
+    the process and ``usage`` as the turn's tokens: with scope ``process`` a result carries
+    the running figures (tokens from ``modelUsage``; a CLI without it has its turns' tokens
+    added up here), which the daemon turns into the turn's own. The demo agent reports
+    each turn's figures: scope ``turn``, its ``usage`` as it is.
     """
+
+    def __init__(self, usage_scope: UsageScope = UsageScope.TURN) -> None:
+        self.usage_scope = usage_scope
+        self._tokens = Usage()
+        """The tokens of this process's results so far, for results without ``modelUsage``."""
 
     def encode_input(self, message: str) -> bytes:
         line = {"type": "user", "message": {"role": "user", "content": message}}
@@ -172,7 +195,27 @@ class ClaudeStreamParser(Driver):
         if isinstance(line, _ControlRequest) and line.request.subtype == "can_use_tool":
             name = line.request.tool_name or "?"
             return [self.permission_request(line.request_id, name, line.request.input)]
+        if isinstance(line, _Result):
+            return [_result_chunk(line, self._result_usage(line))]
         return _data_chunks(line)
+
+    def _result_usage(self, line: _Result) -> Usage:
+        """A result's figures, in :attr:`usage_scope`."""
+        usage = _usage(line)
+        if self.usage_scope is UsageScope.TURN:
+            return usage
+        if line.model_usage is None:
+            self._tokens = _add_tokens(self._tokens, usage)
+            tokens = self._tokens
+        else:
+            tokens = _model_tokens(line.model_usage)
+        return msgspec.structs.replace(
+            usage,
+            input_tokens=tokens.input_tokens,
+            output_tokens=tokens.output_tokens,
+            cached_tokens=tokens.cached_tokens,
+            scope=self.usage_scope,
+        )
 
 
 def _data_chunks(line: _Data) -> list[ChunkData]:
@@ -188,7 +231,7 @@ def _data_chunks(line: _Data) -> list[ChunkData]:
         case _User(message=message):
             return [_user_chunk(block) for block in _blocks(message)]
         case _Result():
-            return [_result_chunk(line)]
+            return [_result_chunk(line, _usage(line))]
         case _ControlRequest(request=request):
             return [ChunkData(ChunkKind.SYSTEM, f"control_request: {request.subtype or '?'}")]
         case _ControlResponse(response=response):
@@ -276,11 +319,11 @@ def _block_text(block: Any) -> str:
     return f"[{block.get('type', 'block')}]"
 
 
-def _result_chunk(line: _Result) -> ChunkData:
+def _result_chunk(line: _Result, usage: Usage) -> ChunkData:
     is_error = bool(line.is_error) or line.subtype.startswith("error")
     errors = "\n".join(e if isinstance(e, str) else _compact(e) for e in line.errors)
     text = line.result or errors or (line.subtype if is_error else "")
-    return ChunkData(ChunkKind.RESULT, text, is_error=is_error, usage=_usage(line))
+    return ChunkData(ChunkKind.RESULT, text, is_error=is_error, usage=usage)
 
 
 def _usage(line: _Result) -> Usage:
@@ -291,6 +334,25 @@ def _usage(line: _Result) -> Usage:
         cached_tokens=usage.cache_read_input_tokens + usage.cache_creation_input_tokens,
         cost_usd=line.total_cost_usd or 0.0,
         duration_ms=None if line.duration_ms is None else int(line.duration_ms),
+    )
+
+
+def _model_tokens(by_model: dict[str, _ModelUsage]) -> Usage:
+    """The tokens of every model, added up."""
+    figures = by_model.values()
+    cached = (m.cache_read_input_tokens + m.cache_creation_input_tokens for m in figures)
+    return Usage(
+        input_tokens=sum(m.input_tokens for m in figures),
+        output_tokens=sum(m.output_tokens for m in figures),
+        cached_tokens=sum(cached),
+    )
+
+
+def _add_tokens(total: Usage, turn: Usage) -> Usage:
+    return Usage(
+        input_tokens=total.input_tokens + turn.input_tokens,
+        output_tokens=total.output_tokens + turn.output_tokens,
+        cached_tokens=total.cached_tokens + turn.cached_tokens,
     )
 
 

@@ -31,6 +31,7 @@ from agentplex.protocol.enums import (
     Role,
     SessionStatus,
     Stream,
+    UsageScope,
 )
 from agentplex.protocol.events import (
     CHUNK_TOPIC,
@@ -86,6 +87,7 @@ from agentplex.protocol.requests import (
     ListSessions,
     Permit,
     Ping,
+    ReloadPersonas,
     Replay,
     Request,
     Send,
@@ -145,6 +147,7 @@ __all__ = [
     "ProcessSpawned",
     "Record",
     "Recovered",
+    "ReloadPersonas",
     "Replay",
     "Replayed",
     "Reply",
@@ -171,6 +174,7 @@ __all__ = [
     "Terminate",
     "Terminated",
     "Usage",
+    "UsageScope",
     "chunk_decoder",
     "chunk_topic",
     "encode",

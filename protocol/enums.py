@@ -58,6 +58,18 @@ class BackendMode(enum.StrEnum):
     """One process for the whole session, each message written to its stdin."""
 
 
+class UsageScope(enum.StrEnum):
+    """What a usage figure a CLI reports counts (drivers tag it; the daemon turns every
+    figure into the turn's own before it totals, logs or publishes it)."""
+
+    TURN = "turn"
+    """This turn's alone."""
+    PROCESS = "process"
+    """Everything the agent process used so far (a long-lived process's running total)."""
+    THREAD = "thread"
+    """Everything the CLI's conversation used so far, across the processes that resumed it."""
+
+
 class PermissionPolicy(enum.StrEnum):
     """What the daemon answers when an agent asks permission to use a tool."""
 

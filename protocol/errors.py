@@ -12,6 +12,7 @@ from typing import ClassVar
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_CONFLICT = 4
+EXIT_NOINPUT = 66  # EX_NOINPUT: the input (a transcript) does not exist
 EXIT_SOFTWARE = 70
 EXIT_IOERR = 74
 EXIT_UNAVAILABLE = 69
@@ -137,6 +138,13 @@ class NothingToAnswer(AgentplexError):
     exit_code = EXIT_CONFLICT
 
 
+class NothingToInterrupt(AgentplexError):
+    """An interrupt arrived for a session that runs no turn (idle, or not begun)."""
+
+    code = "nothing_to_interrupt"
+    exit_code = EXIT_CONFLICT
+
+
 class TooManySessions(AgentplexError):
     """Starting a session would exceed the configured maximum."""
 
@@ -183,7 +191,7 @@ class SpawnFailed(AgentplexError):
     """The session's process could not be started."""
 
     code = "spawn_failed"
-    exit_code = EXIT_SOFTWARE
+    exit_code = EXIT_UNAVAILABLE  # EX_UNAVAILABLE: "a support program does not exist"
 
 
 class TranscriptFailed(AgentplexError):
@@ -193,10 +201,25 @@ class TranscriptFailed(AgentplexError):
     exit_code = EXIT_IOERR
 
 
+class TranscriptGone(AgentplexError):
+    """A session's transcript was deleted (``agentplex purge``, retention)."""
+
+    code = "transcript_gone"
+    exit_code = EXIT_NOINPUT
+
+
 class ConfigError(AgentplexError):
     """The config file, an AGENTPLEX_* variable or a flag holds a value that cannot be used."""
 
     code = "bad_config"
+    exit_code = EXIT_CONFIG
+
+
+class RuntimeDirTooLong(ConfigError, ValueError):
+    """A runtime dir whose socket paths would be over the kernel's 107-byte limit."""
+
+    # A ValueError too: callers that validate paths catch that (the endpoint is built there).
+    code = "runtime_dir_too_long"
     exit_code = EXIT_CONFIG
 
 

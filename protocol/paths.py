@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentplex.protocol.errors import RuntimeDirTooLong
+
 CONTROL_SOCKET = "control.sock"
 EVENTS_SOCKET = "events.sock"
 LOCK_FILE = "daemon.lock"
@@ -76,7 +78,7 @@ def ipc_endpoint(path: Path) -> str:
     """The ``ipc://`` endpoint for a socket path, refusing paths the kernel cannot bind."""
     text = str(path.absolute())
     if len(text.encode()) > _MAX_IPC_PATH:
-        raise ValueError(
+        raise RuntimeDirTooLong(
             f"socket path {text!r} is longer than {_MAX_IPC_PATH} bytes; "
             "choose a shorter runtime dir (AGENTPLEX_RUNTIME_DIR)"
         )

@@ -74,8 +74,14 @@ class Replayed(_Reply, frozen=True, tag="replayed"):
 
 
 class Personas(_Reply, frozen=True, tag="personas"):
+    """Every persona, and each problem of the template files (``path: problem``): a file
+    that could not be read, two files naming one persona, a persona's unknown backend."""
+
     personas: list[PersonaInfo]
     problems: list[str] = []
+    changes: list[str] = []
+    """For ``reload_personas``: what the reload changed (``added NAME (path)``,
+    ``changed NAME (path)``, ``removed NAME``); empty for ``personas``."""
 
 
 class Synced(_Reply, frozen=True, tag="synced"):

@@ -97,6 +97,12 @@ class ListPersonas(_Request, frozen=True, tag="personas"):
     """List every persona template, and the template files that could not be read."""
 
 
+class ReloadPersonas(_Request, frozen=True, tag="reload_personas"):
+    """Read the persona templates again (as SIGHUP does); the reply says what changed.
+
+    Sessions already started keep the persona they started with."""
+
+
 class ListBackends(_Request, frozen=True, tag="backends"):
     """List every backend plugin and whether its CLI is available."""
 
@@ -126,6 +132,7 @@ Request = (
     | Replay
     | ListBackends
     | ListPersonas
+    | ReloadPersonas
     | Sync
     | Ping
 )

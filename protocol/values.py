@@ -6,7 +6,7 @@ from typing import Final
 
 import msgspec
 
-from agentplex.protocol.enums import BackendMode, PermissionPolicy, SessionStatus
+from agentplex.protocol.enums import BackendMode, PermissionPolicy, SessionStatus, UsageScope
 
 PROTOCOL_VERSION: Final = 1
 MAX_FRAME_BYTES: Final = 8 << 20
@@ -20,13 +20,18 @@ class Tagged(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_
 
 
 class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Token and cost figures a CLI reports for a turn (or totals for a session)."""
+    """Token and cost figures a CLI reports for a turn (or totals for a session).
+
+    Every ``Usage`` the daemon writes or publishes is a turn's own figures (a result
+    chunk's) or a session's totals (their sum); ``scope`` is ``turn`` in both. Only a
+    driver says otherwise, for figures its CLI reports as running totals."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: float = 0.0
     duration_ms: int | None = None
+    scope: UsageScope = UsageScope.TURN
 
 
 class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,6 +75,11 @@ class BackendInfo(msgspec.Struct, frozen=True, kw_only=True):
     executable: str | None = None
     version: str | None = None
     problem: str | None = None
+    credentials: list[str] = []
+    """The variables its CLI authenticates with (names only), as the backend declares them."""
+    credentials_found: list[str] = []
+    """Those the daemon has for its sessions (its environment, env file, systemd
+    credentials, ``[backends.<id>] env``), and login files that exist: names, never values."""
 
 
 class PersonaInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +93,8 @@ class PersonaInfo(msgspec.Struct, frozen=True, kw_only=True):
     allowed_tools: list[str]
     permission_policy: PermissionPolicy
     source: str
+    problem: str | None = None
+    """Why a ``start`` with this persona would fail (e.g. its backend is not registered)."""
 
 
 class DaemonInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import signal
 import time
@@ -25,7 +26,7 @@ from agentplex.protocol.errors import (
     SpawnFailed,
 )
 from agentplex.supervisor.chunks import BatchOutcome
-from agentplex.supervisor.output import Line, pump_lines
+from agentplex.supervisor.output import PARTIAL_AFTER, Line, pump_lines
 from agentplex.supervisor.process_group import Child, signal_group, spawn
 
 STDERR_TAIL_LINES = 20
@@ -68,6 +69,20 @@ class AgentProcess:
         opening = self.driver.opening()
         if opening:
             self.write(opening)
+
+    def feed_prompt(
+        self, tg: TaskGroup, prompt: bytes, log: structlog.typing.FilteringBoundLogger
+    ) -> None:
+        """Write a turn's prompt to the child's stdin, then close it (the CLI reads to EOF).
+
+        Written by the same non-blocking feeder as messages, paced by the pipe; the inbox
+        stays None, so the turn takes no other input and is interrupted by SIGINT.
+        """
+        assert self.child.stdin is not None
+        send, receive = anyio.create_memory_object_stream[bytes](1)
+        with send:  # closed once the prompt is queued: the feeder closes stdin after it
+            send.send_nowait(prompt)
+        tg.start_soon(_feed_stdin, self.child.stdin, receive, log)
 
     def check_writable(self) -> None:
         """Raise what :meth:`write` would raise now, writing nothing: a message is logged
@@ -177,8 +192,14 @@ class AgentProcess:
     async def _pump(
         self, fd: int, stream: Stream, deliver: Deliver, max_line: int, done: _Countdown
     ) -> None:
+        # A plain-text agent's unfinished line (a prompt) is shown after a pause; a driver
+        # that parses its lines (JSON) needs each whole, and ends every one anyway.
+        plain = type(self.driver).parse is Driver.parse
+        partial_after = PARTIAL_AFTER if plain else None
         try:
-            await pump_lines(fd, max_line, lambda lines: deliver(self, stream, lines))
+            await pump_lines(
+                fd, max_line, lambda lines: deliver(self, stream, lines), partial_after
+            )
         finally:
             done.tick()
 
@@ -202,7 +223,8 @@ class _Countdown:
 async def _feed_stdin(
     fd: int, inbox: MemoryObjectReceiveStream[bytes], log: structlog.typing.FilteringBoundLogger
 ) -> None:
-    """Write queued messages to a long-lived agent's stdin; the pipe paces the writes."""
+    """Write queued messages (a long-lived agent's, or a turn's prompt) to the agent's
+    stdin, and close it when the inbox closes; the pipe paces the writes."""
     try:
         async with inbox:
             async for data in inbox:
@@ -217,6 +239,12 @@ async def _feed_stdin(
         log.warning("stdin_closed_by_agent")
     finally:
         os.close(fd)
+
+
+def argv_too_long(exc: SpawnFailed) -> bool:
+    """Whether a spawn failed because argv and environment were too long (E2BIG)."""
+    cause = exc.__cause__
+    return isinstance(cause, OSError) and cause.errno == errno.E2BIG
 
 
 def launch(

@@ -33,6 +33,7 @@ from agentplex.protocol import (
     Personas,
     Ping,
     Pong,
+    ReloadPersonas,
     Replay,
     Replayed,
     Reply,
@@ -53,6 +54,7 @@ from agentplex.protocol import (
 from agentplex.protocol.errors import AgentplexError, Forbidden, InternalError
 from agentplex.supervisor import request_context
 from agentplex.supervisor.manager import SessionManager
+from agentplex.supervisor.retention import without_purged
 
 log = structlog.get_logger(__name__)
 
@@ -101,6 +103,8 @@ REQUIRED_ROLE: Final[Mapping[type[Request], Role]] = MappingProxyType(
         Terminate: Role.OPERATOR,
         Switch: Role.OPERATOR,  # changes the active session every other client follows
         Permit: Role.OPERATOR,
+        # Managing the daemon itself: its persona templates are its configuration.
+        ReloadPersonas: Role.ADMIN,
     }
 )
 """The least role allowed each request type. A type missing here is refused to everyone
@@ -154,6 +158,7 @@ class Api:
                 return Terminated(id=rid, session=session.info(), escalated=escalated)
             case ListSessions(all=everything):
                 sessions, active = manager.registry.snapshot(evicted=everything)
+                sessions = await anyio.to_thread.run_sync(without_purged, sessions)
                 return Sessions(id=rid, sessions=sessions, active=active)
             case Inspect(session=ref):
                 return Described(id=rid, session=manager.registry.get(ref).info())
@@ -166,9 +171,15 @@ class Api:
                 return await self._replay(request)
             case ListPersonas():
                 return self._personas(rid)
+            case ReloadPersonas():
+                changed = manager.personas.reload()
+                log.info("personas_reloaded", changes=changed)
+                return self._personas(rid, changed)
             case ListBackends():
                 # describe() runs each CLI's --version: never on the event loop
-                infos = await anyio.to_thread.run_sync(manager.backends.describe)
+                infos = await anyio.to_thread.run_sync(
+                    manager.backends.describe, manager.context.config
+                )
                 return Backends(id=rid, backends=infos)
             case Sync(token=token):
                 manager.context.events.sync(token)
@@ -188,6 +199,8 @@ class Api:
         # Held until the page is returned; the transport then encodes and sends it without
         # yielding (ROUTER sends never wait), so at most this many pages exist at once.
         async with self._replaying:
+            if session.status.ended:  # its transcript may have been purged
+                await anyio.to_thread.run_sync(session.chunks.history.require_transcript)
             found = await session.chunks.replay(max(request.from_seq, 1), limit, page_bytes)
         return Replayed(
             id=request.id,
@@ -197,10 +210,12 @@ class Api:
             ended=ended,
         )
 
-    def _personas(self, rid: int) -> Personas:
+    def _personas(self, rid: int, changes: list[str] | None = None) -> Personas:
         personas = self._manager.personas
         problems = [str(problem) for problem in personas.problems]
-        return Personas(id=rid, personas=personas.describe(), problems=problems)
+        return Personas(
+            id=rid, personas=personas.describe(), problems=problems, changes=changes or []
+        )
 
 
 def authorize(request: Request, caller: Caller) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from importlib.metadata import entry_points
 
 import structlog
@@ -17,6 +17,8 @@ from agentplex.plugins.exec_backend import ExecBackend
 from agentplex.plugins.gemini import GeminiBackend
 from agentplex.protocol import BackendInfo
 from agentplex.protocol.errors import UnknownBackend
+from agentplex.supervisor import credentials
+from agentplex.supervisor.config import Config
 
 ENTRY_POINT_GROUP = "agentplex.backends"
 
@@ -77,8 +79,15 @@ class BackendRegistry:
     def __len__(self) -> int:
         return len(self._backends)
 
-    def describe(self) -> list[BackendInfo]:
-        """What ``agentplex backends`` shows: each backend and whether its CLI was found."""
+    def describe(
+        self, config: Config | None = None, daemon_env: Mapping[str, str] | None = None
+    ) -> list[BackendInfo]:
+        """What ``agentplex backends`` shows: each backend, whether its CLI was found, and
+        which of its credentials a session would get (from ``daemon_env``, by default the
+        daemon's environment and env file)."""
+        config = config or Config()
+        if daemon_env is None:
+            daemon_env = credentials.daemon_environment(config)
         infos = []
         for backend in self:
             found = backend.locate()
@@ -97,6 +106,8 @@ class BackendRegistry:
                     executable=found.executable,
                     version=version,
                     problem=found.problem,
+                    credentials=list(credentials.declared(backend)),
+                    credentials_found=credentials.found(backend, config, daemon_env),
                 )
             )
         return infos

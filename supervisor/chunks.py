@@ -22,7 +22,7 @@ from agentplex.supervisor.history import PAGE_BYTES, ChunkHistory, Entry
 from agentplex.supervisor.metrics import Metrics
 from agentplex.supervisor.output import Line
 from agentplex.supervisor.transcript import Transcript
-from agentplex.supervisor.usage import add as add_usage
+from agentplex.supervisor.usage import ThreadMark, UsageMeter
 from agentplex.supervisor.usage import checked as checked_usage
 
 
@@ -54,7 +54,7 @@ class ChunkStream:
         self.metrics = metrics
         self.backend_id = backend_id
         self.seq = 0
-        self.usage = Usage()
+        self.meter = UsageMeter()
         self.last_activity = time.time()
         """When the session last said or was told something (for the idle timeout)."""
         self.cli_session_id: str | None = None
@@ -144,9 +144,18 @@ class ChunkStream:
             found = await anyio.to_thread.run_sync(read, from_seq, limit, max_bytes)
         return found
 
-    def restore(self, seq: int, usage: Usage, cli_session_id: str | None) -> None:
-        """Continue numbering after ``seq`` (a session taken back after a daemon restart)."""
-        self.seq, self.usage, self.cli_session_id = seq, usage, cli_session_id
+    @property
+    def usage(self) -> Usage:
+        """The session's totals: the sum of its turns' own figures."""
+        return self.meter.total
+
+    def restore(
+        self, seq: int, usage: Usage, cli_session_id: str | None, thread: ThreadMark | None
+    ) -> None:
+        """Continue numbering after ``seq`` and counting usage from ``usage`` and the
+        thread's last running figure (a session taken back after a daemon restart)."""
+        self.seq, self.cli_session_id = seq, cli_session_id
+        self.meter.total, self.meter.thread = usage, thread
 
     def _encode(
         self, data: ChunkData, stream: Stream, now: float, turn: int, b64: str | None
@@ -158,7 +167,9 @@ class ChunkStream:
         if usage is not None:  # the agent's figures: checked before they are counted or sent
             usage = checked_usage(usage, session_id=self.session_id, backend=self.backend_id)
             if data.kind is ChunkKind.RESULT:
-                self.usage = add_usage(self.usage, usage)
+                # a running total becomes the turn's own figures: what is logged, sent, summed
+                usage = self.meter.turn_figures(usage, self.cli_session_id)
+                self.meter.count(usage)
                 self.metrics.turn_usage(self.backend_id, usage)
         chunk = msgspec.structs.replace(
             data,

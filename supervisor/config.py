@@ -108,7 +108,14 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     descendant holds them open."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
-    env_allowlist: tuple[str, ...] = DEFAULT_ENV_ALLOWLIST
+    env_allowlist: tuple[str, ...] = ()
+    """Variables of the daemon's environment that sessions inherit, beyond
+    ``DEFAULT_ENV_ALLOWLIST`` and each backend's declared credentials (it extends them)."""
+    env_file: str | None = None
+    """A file of ``KEY=VALUE`` lines (systemd ``EnvironmentFile=`` syntax) the daemon reads
+    as if they were in its environment (its real environment wins), for sessions to take."""
+    backend_env: dict[str, dict[str, str]] = {}
+    """Variables set for every session of a backend, by backend id (``[backends.<id>] env``)."""
     # -- service settings; the file keys are in config_schema.KEYS
     metrics_port: int | None = None
     """Serve Prometheus metrics on ``metrics_host:metrics_port`` (0: any free port); None: off."""

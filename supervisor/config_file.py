@@ -30,6 +30,7 @@ from agentplex.supervisor.config_schema import (
     FileConfig,
     Key,
 )
+from agentplex.supervisor.credentials import read_env_file
 
 CONFIG_VARIABLE = "AGENTPLEX_CONFIG"
 Source = Literal["default", "file", "env", "flag"]
@@ -90,7 +91,22 @@ def load(
     values["backend_flags"] = {
         s.key.split(".")[1]: tuple(s.value) for s in backends if s.key.endswith(".flags")
     }
-    return Resolved(_build(values), settings, file)
+    values["backend_env"] = {
+        s.key.split(".")[1]: s.value for s in backends if s.key.endswith(".env")
+    }
+    config = _build(values)
+    if config.env_file:  # a broken env file stops the daemon at start, not a session later
+        read_env_file(Path(config.env_file))
+    return Resolved(config, _by_table(settings), file)
+
+
+def _by_table(settings: list[Setting]) -> list[Setting]:
+    """The settings with each table's keys together (``[daemon]`` keys come from two
+    places), tables in the order they first appear, so they print as valid TOML."""
+    order: dict[str, int] = {}
+    for setting in settings:
+        order.setdefault(setting.key.rpartition(".")[0], len(order))
+    return sorted(settings, key=lambda s: order[s.key.rpartition(".")[0]])
 
 
 def export_to_environment(
@@ -195,15 +211,24 @@ def _to_config(key: Key, value: Any) -> Any:
 def _backend_settings(
     parsed: FileConfig, file: Path | None, environ: Mapping[str, str]
 ) -> list[Setting]:
-    """``backends.<id>.cli`` and ``.flags``: from the file, overridden by the variables."""
+    """``backends.<id>.cli``, ``.flags`` and ``.env``: from the file, the first two
+    overridden by the variables. A table or variable for a backend that is not installed is
+    refused (a typo would otherwise be ignored) or, for a variable, left alone."""
     found: dict[tuple[str, str], Setting] = {}
+    known = _known_backends() if parsed.backends or _any_backend_variable(environ) else set()
     for backend, raw in sorted(parsed.backends.items()):
         assert file is not None
+        if backend not in known:
+            raise ConfigError(
+                f"{file}: [backends.{backend}]: unknown backend {backend!r} "
+                f"(known: {', '.join(sorted(known))})"
+            )
         section = _decode(file, raw, BackendSection, f"backends.{backend}")
-        values = {"cli": section.cli and _file_path(file, section.cli), "flags": section.flags}
+        cli = section.cli and _cli_path(file, section.cli)
+        values = {"cli": cli, "flags": section.flags, "env": section.env}
         for what, value in values.items():
             if value is not None:
-                env = f"AGENTPLEX_{backend.upper()}_{what.upper()}"
+                env = f"AGENTPLEX_{backend.upper()}_{what.upper()}" if what != "env" else ""
                 name = f"backends.{backend}.{what}"
                 found[backend, what] = Setting(name, value, "file", str(file), env)
     for name, text in environ.items():
@@ -211,10 +236,31 @@ def _backend_settings(
         if match is None or not text:
             continue
         backend = _backend_id(match["id"], parsed)
+        if backend not in known:
+            continue
         what = match["what"].lower()
         from_env: Any = shlex.split(text) if what == "flags" else text
         found[backend, what] = Setting(f"backends.{backend}.{what}", from_env, "env", name, name)
     return [found[k] for k in sorted(found)]
+
+
+def _cli_path(file: Path, value: str) -> str:
+    """A backend's CLI in the file: a bare name is looked up on PATH when the CLI is run
+    (``cli = "claude"``); a path is taken relative to the file's directory."""
+    if "/" not in value and not value.startswith("~"):
+        return value
+    return _file_path(file, value)
+
+
+def _any_backend_variable(environ: Mapping[str, str]) -> bool:
+    return any(BACKEND_VARIABLE.match(name) for name in environ)
+
+
+def _known_backends() -> set[str]:
+    """The ids of the backends the daemon would have: built-in and installed plugins."""
+    from agentplex.supervisor.backends import BackendRegistry
+
+    return {backend.id for backend in BackendRegistry.with_defaults()}
 
 
 def _backend_id(variable_id: str, parsed: FileConfig) -> str:

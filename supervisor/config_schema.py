@@ -53,6 +53,7 @@ EXPLICIT_KEYS = (
     Key("grace.drain", "drain_timeout", "AGENTPLEX_DRAIN_TIMEOUT"),
     Key("daemon.heartbeat_interval", "heartbeat_interval", "AGENTPLEX_HEARTBEAT_INTERVAL"),
     Key("daemon.env_allowlist", "env_allowlist", "AGENTPLEX_ENV_ALLOWLIST"),
+    Key("daemon.env_file", "env_file", "AGENTPLEX_ENV_FILE"),
     Key("log.level", "log_level", "AGENTPLEX_LOG_LEVEL", "--log-level"),
     Key("log.format", "log_format", "AGENTPLEX_LOG_FORMAT", "--log-format"),
     Key(
@@ -72,8 +73,8 @@ EXPLICIT_KEYS = (
     Key("metrics.host", "metrics_host", "AGENTPLEX_METRICS_HOST"),
 )
 CONFIG_FIELDS = {f.name: f.type for f in msgspec.structs.fields(Config)}
-NOT_KEYS = frozenset({"backend_flags"})
-"""Config fields filled otherwise (``[backends.<id>] flags``)."""
+NOT_KEYS = frozenset({"backend_flags", "backend_env"})
+"""Config fields filled otherwise (``[backends.<id>] flags`` and ``env``)."""
 _MAPPED = {key.field for key in EXPLICIT_KEYS} | NOT_KEYS
 _FALLBACK_FIELDS = [name for name in CONFIG_FIELDS if name not in _MAPPED]
 KEYS = tuple(key for key in EXPLICIT_KEYS if key.field in CONFIG_FIELDS) + tuple(
@@ -82,7 +83,7 @@ KEYS = tuple(key for key in EXPLICIT_KEYS if key.field in CONFIG_FIELDS) + tuple
 """Every setting. A Config field without a key of its own above is ``[daemon] <field>``
 (``AGENTPLEX_<FIELD>``), typed as in Config, so a new field is configurable at once."""
 
-PATH_FIELDS = frozenset({"runtime_dir", "state_dir"})
+PATH_FIELDS = frozenset({"runtime_dir", "state_dir", "env_file"})
 LIST_FIELDS = frozenset({"env_allowlist"})
 BACKEND_VARIABLE = re.compile(r"^AGENTPLEX_(?P<id>.+)_(?P<what>CLI|FLAGS)$")
 
@@ -127,7 +128,10 @@ class Grace(_Section, frozen=True):
 class _DaemonBase(_Section, frozen=True):
     heartbeat_interval: Interval | None = None
     env_allowlist: list[str] | None = None
-    """Variables of the daemon's environment that sessions inherit."""
+    """More variables of the daemon's environment that sessions inherit (added to the
+    default list and to each backend's credentials)."""
+    env_file: str | None = None
+    """A systemd-style ``KEY=VALUE`` file read as part of the daemon's environment."""
 
 
 def daemon_section(fields: dict[str, Any]) -> type[_DaemonBase]:
@@ -174,6 +178,8 @@ class BackendSection(_Section, frozen=True):
     """The backend CLI's executable (else ``$AGENTPLEX_<ID>_CLI``, else PATH)."""
     flags: list[str] | None = None
     """Extra arguments for every run of the CLI."""
+    env: dict[str, str] | None = None
+    """Variables set for every session of this backend (over the daemon's)."""
 
 
 class FileConfig(_Section, frozen=True):

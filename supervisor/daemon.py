@@ -68,10 +68,14 @@ class Server:
         self.table = SessionTable(Path(config.state_dir))
         self.started_at = time.time()
         self.should_exit = anyio.Event()
+        self.personas = PersonaRegistry.with_defaults(backend.id for backend in self.backends)
+        """Persona templates: read now, and again on SIGHUP (or a ``reload_personas``)."""
         self.bus = Bus()
         """Every event the daemon publishes, for in-process consumers (the PUB socket is one)."""
         self.exit_code = 0
         """What :func:`run` exits with: 0, or 128 + the signal that forced a kill-now."""
+        self.stop_signal: int | None = None
+        """The signal that asked for the stop, if one did (a Ctrl-C exits 130)."""
         self._graceful: anyio.CancelScope | None = None
         """The graceful part of the shutdown, which a second signal cancels."""
         # -- systemd notify, metrics
@@ -179,7 +183,7 @@ class Server:
         return SessionManager(
             context=context,
             backends=self.backends,
-            personas=PersonaRegistry.with_defaults(),
+            personas=self.personas,
             registry=self.registry,
             task_group=tg,
         )
@@ -276,12 +280,16 @@ class Server:
         # next SIGINT back to Python (a KeyboardInterrupt mid-write) and SIGTERM to the
         # default action (death without footers). The first signal asks for a graceful
         # stop; the second makes the stop a kill-now; later ones change nothing.
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # SIGHUP (systemctl reload) reads the persona templates again.
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             task_status.started()
             async for signum in signals:
                 name = signal.Signals(signum).name
-                if not self.should_exit.is_set():
+                if signum == signal.SIGHUP:
+                    log.info("personas_reloaded", signal=name, changes=self.personas.reload())
+                elif not self.should_exit.is_set():
                     log.info("signal_received", signal=name)
+                    self.stop_signal = signum
                     self.should_exit.set()
                 elif not self.exit_code:
                     self._escalate(signum)
@@ -329,4 +337,7 @@ def run(config: Config) -> int:
     ) as exc:
         print(f"agentplex daemon: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
-    return server.exit_code  # non-zero when a second signal forced the stop
+    if server.exit_code:
+        return server.exit_code  # a second signal forced the stop
+    # A Ctrl-C ends a foreground daemon as it ends any command: 130, even when clean.
+    return 128 + signal.SIGINT if server.stop_signal == signal.SIGINT else 0

@@ -25,6 +25,7 @@ from anyio.abc import TaskStatus
 
 from agentplex.protocol import SessionInfo, SessionStatus
 from agentplex.protocol.errors import UnknownSession
+from agentplex.protocol.transcript_io import locate
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.bus import Bus, Gap, Message
 from agentplex.supervisor.factory import SessionFactory
@@ -152,9 +153,10 @@ class Evictor:
 
 def ended_time(transcript: os.PathLike[str] | str) -> float:
     """When a session ended, as its transcript says: the time of its last write (the
-    footer). One that is gone (purged, or compressed by retention) ended long ago: 0."""
+    footer), compressed by retention or not (its copy keeps the time). One that is gone
+    (purged) ended long ago: 0."""
     try:
-        return os.stat(transcript).st_mtime
+        return os.stat(locate(transcript) or transcript).st_mtime
     except OSError:
         return 0.0
 

@@ -8,23 +8,29 @@ the only place a session's environment is put together.
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import uuid
 from pathlib import Path
 
+import msgspec
 import structlog
 
 from agentplex.plugins.api import Backend, BackendMode, PermissionPolicy, SessionSpec
 from agentplex.protocol import Header, Start
-from agentplex.protocol.errors import EmptyPrompt, InvalidArgument
+from agentplex.protocol.errors import ConfigError, EmptyPrompt, InvalidArgument
 from agentplex.supervisor.context import SessionContext
+from agentplex.supervisor.credentials import (
+    SecretStore,
+    daemon_environment,
+    session_environment,
+    split_secrets,
+)
 from agentplex.supervisor.personas import Persona
 from agentplex.supervisor.scanner import SESSION_MARKER
 from agentplex.supervisor.session import Session
 from agentplex.supervisor.table import SessionRecord
 from agentplex.supervisor.transcript import Transcript
 from agentplex.supervisor.validation import (
-    build_environment,
     require_text,
     resolve_cwd,
     validate_env,
@@ -39,6 +45,7 @@ class SessionFactory:
 
     def __init__(self, context: SessionContext) -> None:
         self.context = context
+        self.secrets = SecretStore(Path(context.config.runtime_dir))
 
     def spec(
         self, request: Start, backend: Backend, persona: Persona | None
@@ -68,7 +75,7 @@ class SessionFactory:
             env=validate_env(request.env),
             scratch_dir=self.context.config.scratch_dir,
         )
-        return spec, prompt
+        return _held_policy(spec, backend, named=request.permission_policy is not None), prompt
 
     def new(
         self,
@@ -86,6 +93,9 @@ class SessionFactory:
             session = self._build(
                 spec, backend, tag, persona.icon if persona else None, transcript
             )
+            # Secret --env values stay off the session table; this file lets a restarted
+            # daemon continue the session with them.
+            self.secrets.save(spec.session_id, split_secrets(spec.env)[1])
             transcript.write(
                 Header(
                     session_id=session.id,
@@ -109,7 +119,8 @@ class SessionFactory:
         """The session a record of the durable table describes, its transcript reopened for
         appending (read-only once it has ended). Its state is restored by the caller."""
         info = record.info
-        spec = _recorded_spec(record, self.context.config.scratch_dir)
+        env = {**record.env, **self._recorded_secrets(record)}
+        spec = _recorded_spec(record, env, self.context.config.scratch_dir)
         writable = not info.status.ended
         transcript = _reopen(Path(info.transcript), writable=writable, session_id=info.id)
         session = self._build(spec, backend, info.tag, info.persona_icon, transcript)
@@ -128,11 +139,11 @@ class SessionFactory:
         # Everything but the daemon's own variables comes from the spec, so a rebuilt
         # session gets what it had; those are the running daemon's (after a restart, the
         # new one's), as a session started now would get them.
-        env = build_environment(
-            self.context.config.env_allowlist,
-            os.environ,
-            backend.environment(spec),
-            spec.env,
+        env = session_environment(
+            self.context.config,
+            backend,
+            spec,
+            self._daemon_env(),
             (SESSION_MARKER, spec.session_id),
         )
         return Session(
@@ -145,8 +156,36 @@ class SessionFactory:
             context=self.context,
         )
 
+    def _recorded_secrets(self, record: SessionRecord) -> dict[str, str]:
+        """The session's secret ``--env`` values: from their file, else (it is gone) the
+        same names from the daemon's environment, where it has them."""
+        if record.info.status.ended:
+            return {}
+        legacy = split_secrets(record.env)[1]  # a table written before secrets were kept apart
+        if legacy:
+            self.secrets.save(record.info.id, {**self.secrets.load(record.info.id), **legacy})
+        if not record.secret_env:
+            return legacy
+        saved = {**self.secrets.load(record.info.id), **legacy}
+        daemon_env = self._daemon_env()
+        missing = [n for n in record.secret_env if n not in saved and n not in daemon_env]
+        if missing:
+            log.warning("secrets_missing", session_id=record.info.id, names=missing)
+        chosen = [n for n in record.secret_env if n not in missing]
+        return {n: saved[n] if n in saved else daemon_env[n] for n in chosen}
 
-def _recorded_spec(record: SessionRecord, scratch_dir: Path) -> SessionSpec:
+    def _daemon_env(self) -> dict[str, str]:
+        """The daemon's environment with its env file (read again: a key can be rotated
+        without a restart). An env file gone bad since the daemon started is logged, and
+        sessions get the process environment alone."""
+        try:
+            return daemon_environment(self.context.config)
+        except ConfigError as exc:
+            log.error("env_file_unreadable", error=exc.message)
+            return daemon_environment(msgspec.structs.replace(self.context.config, env_file=None))
+
+
+def _recorded_spec(record: SessionRecord, env: dict[str, str], scratch_dir: Path) -> SessionSpec:
     """The spec a session was started with, from what :meth:`Session.record` kept of it."""
     info = record.info
     return SessionSpec(
@@ -159,7 +198,7 @@ def _recorded_spec(record: SessionRecord, scratch_dir: Path) -> SessionSpec:
         allowed_tools=tuple(record.allowed_tools),
         permission_policy=record.permission_policy,
         command=tuple(record.command),
-        env=record.env,
+        env=env,
         scratch_dir=scratch_dir,
     )
 
@@ -183,6 +222,36 @@ def _mode(requested: BackendMode | None, backend: Backend) -> BackendMode:
         supported = ", ".join(m.value for m in backend.modes)
         raise InvalidArgument(f"backend {backend.id!r} runs only in: {supported}")
     return requested
+
+
+def _held_policy(spec: SessionSpec, backend: Backend, *, named: bool) -> SessionSpec:
+    """``spec`` under a permission policy its backend can hold.
+
+    A backend may say which policies it cannot hold (``check_policy`` raises) and what to
+    use instead (``default_policy``). A policy the start request names is refused with the
+    backend's reason; one that only came from the persona or the daemon's default falls back
+    to the backend's ``default_policy``.
+    """
+    check = getattr(backend, "check_policy", None)
+    if check is None:
+        return spec
+    try:
+        check(spec)
+    except InvalidArgument:
+        fallback = getattr(backend, "default_policy", None)
+        if named or not isinstance(fallback, PermissionPolicy):
+            raise
+        if fallback is spec.permission_policy:
+            raise
+        log.info(
+            "permission_policy_fallback",
+            backend=backend.id,
+            policy=spec.permission_policy.value,
+            fallback=fallback.value,
+        )
+        spec = dataclasses.replace(spec, permission_policy=fallback)
+        check(spec)
+    return spec
 
 
 def _policy(requested: PermissionPolicy | None, persona: Persona | None) -> PermissionPolicy:

@@ -3,7 +3,9 @@
 The ring keeps the newest chunks (bounded by count and bytes) so a subscriber that fell
 a little behind catches up without touching the disk. Older chunks come from the
 transcript, found through a sparse seq -> file offset index, so paging through a long
-session reads each byte once.
+session reads each byte once. The transcript is read plain or, once retention compressed
+it, gzipped (offsets count uncompressed bytes, so the index stays good); one deleted by
+``purge`` raises ``TranscriptGone``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import msgspec
 
 from agentplex.protocol import Footer
+from agentplex.protocol.transcript_io import TranscriptFile, require
 
 INDEX_EVERY = 256
 """Index about one chunk in this many (its seq and its record's offset in the transcript)."""
@@ -106,6 +109,12 @@ class ChunkHistory:
                 break
         return page.payloads
 
+    def require_transcript(self) -> None:
+        """Raise ``TranscriptGone`` if the transcript was deleted (blocking: a stat). An
+        ended session's chunks are then refused even from memory: a purged session says
+        so, whichever of its chunks is asked for."""
+        require(self.transcript)
+
     def from_disk(self, from_seq: int, limit: int, max_bytes: int) -> list[bytes]:
         """Read about ``limit`` chunks from ``from_seq`` out of the transcript (blocking);
         see :class:`Page` for ``max_bytes``."""
@@ -114,7 +123,7 @@ class ChunkHistory:
         at = bisect.bisect_right(self._index_seqs, from_seq) - 1
         offset = self._index_offsets[at] if at >= 0 else 0
         page = Page(from_seq, limit, max_bytes)
-        with open(self.transcript, "rb") as f:
+        with TranscriptFile(self.transcript) as f:
             f.seek(offset)
             for line in f:
                 try:
@@ -175,7 +184,7 @@ def scan_transcript(path: Path, history: ChunkHistory) -> Scan:
     history.indexed = True
     scan = Scan()
     offset = 0
-    with open(path, "rb") as f:
+    with TranscriptFile(path) as f:
         for line in f:
             scan.ends_cleanly = line.endswith(b"\n")
             try:

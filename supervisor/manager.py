@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import shlex
+from dataclasses import replace
+
 import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from agentplex.plugins.api import Backend
+from agentplex.plugins.api import Backend, SessionSpec
 from agentplex.protocol import SessionStatus, Start
 from agentplex.protocol.errors import (
     BackendUnavailable,
@@ -16,6 +20,7 @@ from agentplex.protocol.errors import (
     TooManySessions,
 )
 from agentplex.supervisor.backends import BackendRegistry
+from agentplex.supervisor.command_line import start_argv
 from agentplex.supervisor.context import SessionContext
 from agentplex.supervisor.eviction import TableArchive
 from agentplex.supervisor.factory import SessionFactory
@@ -49,6 +54,7 @@ class SessionManager:
         self.factory = SessionFactory(context)
         # Sessions evicted from memory are found again through their table records.
         registry.archive = TableArchive(context.table, self.factory, backends)
+        registry.on_active_changed = context.events.active_changed
         self._tg = task_group
 
     async def start(self, request: Start) -> Session:
@@ -58,12 +64,15 @@ class SessionManager:
         backend = self.backends.get(request.backend or _persona_backend(persona))
         spec, prompt = self.factory.spec(request, backend, persona)
         self._check_capacity(backend)
-        argv_preview = backend.argv(spec, prompt, None)
-        if not argv_preview:
-            raise InvalidArgument(f"backend {backend.id!r} needs a command (give it after --)")
+        argv_preview = _command_line(backend, spec, prompt)
         session = self.factory.new(
             spec, backend, tag=request.tag, persona=persona, argv=argv_preview
         )
+        try:  # a program that cannot run fails the start: no failed session is left behind
+            session.check_program(argv_preview[0])
+        except SpawnFailed:
+            session.transcript.discard()
+            raise
         session.keep_children = request.keep_children
         self.registry.register(session)
         await self._tg.start(session.run)
@@ -113,8 +122,10 @@ class SessionManager:
         return session, session.permit(allow, request_id)
 
     async def terminate(self, ref: str | None, grace: float | None) -> tuple[Session, bool]:
+        if grace is not None and not (math.isfinite(grace) and grace >= 0):
+            raise InvalidArgument(f"grace must be a finite number of seconds, 0 or more: {grace}")
         session = self.registry.get(ref)
-        grace = self.context.config.terminate_grace if grace is None else max(grace, 0.0)
+        grace = self.context.config.terminate_grace if grace is None else grace
         escalated = await session.terminate(grace)
         return session, escalated
 
@@ -145,6 +156,21 @@ async def _stop_for_shutdown(session: Session, grace: float) -> None:
     except Exception as exc:  # whatever it was, the other sessions must still end
         log.exception("shutdown_terminate_failed", session_id=session.id)
         session.fail(f"daemon shutting down; stopping the session failed: {exc!r}")
+
+
+def _command_line(backend: Backend, spec: SessionSpec, prompt: str | None) -> list[str]:
+    """The command line the session starts with; InvalidArgument if the backend needs a
+    command and got none, or got one (after ``--``) it would silently drop."""
+    argv = backend.argv(spec, prompt, None)
+    if not argv:
+        raise InvalidArgument(f"backend {backend.id!r} needs a command (give it after --)")
+    if spec.command and backend.argv(replace(spec, command=()), prompt, None) == argv:
+        given = shlex.join(spec.command)
+        raise InvalidArgument(
+            f"backend {backend.id!r} takes no command after --, got: {given[:80]} "
+            "(use -b exec to run a command, or -b acp for an ACP agent)"
+        )
+    return start_argv(backend, spec, prompt)  # a prompt argv cannot hold goes on stdin
 
 
 def _persona_backend(persona: Persona | None) -> str:

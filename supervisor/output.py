@@ -1,4 +1,5 @@
-"""Reading a child's pipe: bounded reads, split into lines, each line cut at a size limit.
+"""Reading a child's pipe: bounded reads, split into lines, each line cut at a size limit,
+and a line the child left unfinished given out once it has been quiet a moment.
 
 The limit is on a line's size *as logged*: JSON escaping turns a control byte into six
 (``\\u0001``) and an invalid UTF-8 byte into a replacement character plus its base64, so a
@@ -18,6 +19,13 @@ import anyio
 import msgspec
 
 READ_SIZE = 1 << 16
+
+PARTIAL_AFTER: Final = 0.1
+"""Seconds a pipe may stay quiet with an unfinished line before that line is given out as
+a fragment (``partial``; the rest of the line follows in the next chunk). A prompt such
+as ``Continue? [y/N] `` or ``>>> `` ends without a newline and would otherwise show only
+once the person it waits for had answered it. A line written in several quick writes
+stays whole: only a pause longer than this splits it."""
 
 WORST_EXPANSION: Final = 8
 """More than the bytes one byte of output can become once logged: a control byte is six
@@ -51,6 +59,19 @@ def char_boundary(raw: bytes, at: int, low: int = 0) -> int:
     while back > low + 1 and at - back < 3 and raw[back] & 0xC0 == 0x80:
         back -= 1
     return back if raw[back] & 0xC0 != 0x80 else at
+
+
+def _incomplete_char(raw: bytes) -> int:
+    """How many bytes at the end of ``raw`` begin a UTF-8 character they do not finish."""
+    for back in range(1, min(3, len(raw)) + 1):
+        byte = raw[-back]
+        if byte & 0xC0 == 0x80:
+            continue  # a continuation byte: its lead is further back
+        if byte < 0xC0 or byte >= 0xF8:
+            return 0  # ASCII, or a byte no character begins with: nothing waits for more
+        needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+        return back if back < needed else 0
+    return 0
 
 
 class _Piece:
@@ -150,14 +171,36 @@ class LineSplitter:
             cut += cut_to_fit(line, fragment, self._max_line)
         return cut
 
+    @property
+    def holding(self) -> bool:
+        """Whether part of a line waits for the rest of it (an incomplete character alone
+        does not count: :meth:`take_unfinished` would keep it)."""
+        return len(self._tail) > _incomplete_char(self._tail)
+
+    def take_unfinished(self) -> list[Line]:
+        """The line so far, as a fragment (the pipe went quiet mid-line); an incomplete
+        UTF-8 character at its end stays to be joined by the rest of it."""
+        cut = len(self._tail) - _incomplete_char(self._tail)
+        if cut <= 0:
+            return []
+        head, self._tail = self._tail[:cut], self._tail[cut:]
+        return self._cut([(head, True)])
+
     def flush(self) -> list[Line]:
-        """The unterminated tail, at end of file."""
+        """The unterminated tail (at end of file, or after a quiet period), as a fragment."""
         tail, self._tail = self._tail, b""
         return self._cut([(tail, True)]) if tail else []
 
 
-async def pump_lines(fd: int, max_line: int, deliver: Callable[[list[Line]], None]) -> None:
-    """Read ``fd`` until EOF, handing each read's lines to ``deliver`` in one batch.
+async def pump_lines(
+    fd: int,
+    max_line: int,
+    deliver: Callable[[list[Line]], None],
+    partial_after: float | None = None,
+) -> None:
+    """Read ``fd`` until EOF, handing each read's lines to ``deliver`` in one batch; with
+    ``partial_after``, an unfinished line is handed out (a fragment) once the pipe has been
+    quiet that many seconds.
 
     The pipe itself is the backpressure: while ``deliver`` runs nothing is read, so a
     child that writes faster than the daemon logs is slowed by its full pipe.
@@ -165,7 +208,9 @@ async def pump_lines(fd: int, max_line: int, deliver: Callable[[list[Line]], Non
     splitter = LineSplitter(max_line)
     try:
         while True:
-            await anyio.wait_readable(fd)
+            if not await _readable_within(fd, partial_after if splitter.holding else None):
+                deliver(splitter.take_unfinished())  # quiet mid-line: a prompt, say
+                continue
             try:
                 data = os.read(fd, READ_SIZE)
             except BlockingIOError:
@@ -179,3 +224,14 @@ async def pump_lines(fd: int, max_line: int, deliver: Callable[[list[Line]], Non
         rest = splitter.flush()
         if rest:
             deliver(rest)
+
+
+async def _readable_within(fd: int, timeout: float | None) -> bool:
+    """Wait until ``fd`` is readable (True), or ``timeout`` seconds pass first (False)."""
+    if timeout is None:
+        await anyio.wait_readable(fd)
+        return True
+    with anyio.move_on_after(timeout):
+        await anyio.wait_readable(fd)
+        return True
+    return False

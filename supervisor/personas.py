@@ -1,11 +1,15 @@
 """Personas: named roles (instructions, default backend and model, tools, permission policy)
-read from TOML templates, built-in ones first, the user's overriding them by name."""
+read from TOML templates, built-in ones first, the user's overriding them by name.
+
+The templates are read when the daemon starts and again on SIGHUP or a ``reload_personas``
+request: a new set replaces the old at once (sessions keep the persona they started with).
+"""
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,25 +55,47 @@ def user_persona_dir() -> Path:
     return Path(config) / "agentplex" / "personas"
 
 
+Found = dict[str, tuple[Persona, Path]]
+"""Personas by lower-case name, each with the file it came from."""
+
+
 class TemplateLoader:
     """Reads persona templates from directories; a later directory overrides an earlier one."""
 
     def __init__(self, directories: list[Path]) -> None:
         self.directories = directories
 
-    def load(self) -> tuple[dict[str, tuple[Persona, Path]], list[TemplateProblem]]:
-        """Every readable template by lower-case name, and the problems of the others."""
-        found: dict[str, tuple[Persona, Path]] = {}
+    def load(self) -> tuple[Found, list[TemplateProblem]]:
+        """Every readable template by lower-case name, and the problems of the others.
+
+        Within one directory two files naming the same persona (case-insensitively) are a
+        problem, reported with both paths: the last file in name order is used, as a
+        later directory's file is used over an earlier one's (without a problem: that is
+        how a user's template overrides a built-in one)."""
+        found: Found = {}
         problems: list[TemplateProblem] = []
         for directory in self.directories:
+            here: dict[str, Path] = {}
             for path in sorted(directory.glob("*.toml")) if directory.is_dir() else []:
                 try:
                     persona = _read(path)
                 except TemplateError as exc:
                     problems.append(TemplateProblem(path, str(exc)))
                     continue
-                found[persona.name.lower()] = (persona, path)
+                key = persona.name.lower()
+                if key in here:
+                    problems.append(_duplicate(persona.name, here[key], path))
+                here[key] = path
+                found[key] = (persona, path)
         return found, problems
+
+
+def _duplicate(name: str, earlier: Path, used: Path) -> TemplateProblem:
+    return TemplateProblem(
+        used,
+        f"persona {name!r} is also defined in {earlier}; this file is used "
+        "(the last in name order wins)",
+    )
 
 
 class TemplateError(ValueError):
@@ -87,17 +113,51 @@ def _read(path: Path) -> Persona:
 
 
 class PersonaRegistry:
-    """Holds personas by name (case-insensitive), modelled on BackendRegistry."""
+    """Holds personas by name (case-insensitive), modelled on BackendRegistry.
 
-    def __init__(self, loader: TemplateLoader) -> None:
-        self._personas, self.problems = loader.load()
-        for problem in self.problems:
-            log.warning("persona_template_skipped", path=str(problem.path), problem=problem.problem)
+    With ``backends`` (the registered backend ids), a persona naming another backend is
+    listed with a problem, rather than failing only when a session is started with it.
+    """
+
+    def __init__(self, loader: TemplateLoader, backends: Iterable[str] | None = None) -> None:
+        self._loader = loader
+        self._backends = None if backends is None else frozenset(backends)
+        self._personas: Found = {}
+        self._flaws: dict[str, str] = {}
+        self.problems: list[TemplateProblem] = []
+        self.reload()
 
     @classmethod
-    def with_defaults(cls) -> PersonaRegistry:
+    def with_defaults(cls, backends: Iterable[str] | None = None) -> PersonaRegistry:
         """Built-in personas, overridden by the user's templates of the same name."""
-        return cls(TemplateLoader([BUILTIN_DIR, user_persona_dir()]))
+        return cls(TemplateLoader([BUILTIN_DIR, user_persona_dir()]), backends)
+
+    def reload(self) -> list[str]:
+        """Read the templates again and use them from now on; returns what changed.
+
+        Reading a few small files takes well under a millisecond: done on the event loop,
+        so no request ever sees half a reload."""
+        before = self._personas
+        found, problems = self._loader.load()
+        self._flaws = self._backend_flaws(found)
+        self._personas = found
+        self.problems = problems + [
+            TemplateProblem(found[key][1], flaw) for key, flaw in self._flaws.items()
+        ]
+        for problem in self.problems:
+            log.warning("persona_template_problem", path=str(problem.path), problem=problem.problem)
+        return changes(before, found)
+
+    def _backend_flaws(self, found: Found) -> dict[str, str]:
+        if self._backends is None:
+            return {}
+        known = ", ".join(sorted(self._backends))
+        return {
+            key: f"persona {persona.name!r} names backend {persona.backend!r}, which is not "
+            f"registered (known: {known}); starting it fails"
+            for key, (persona, _) in found.items()
+            if persona.backend is not None and persona.backend not in self._backends
+        }
 
     def get(self, name: str) -> Persona:
         """The persona called ``name``."""
@@ -122,6 +182,20 @@ class PersonaRegistry:
                 allowed_tools=persona.allowed_tools,
                 permission_policy=persona.permission_policy,
                 source=str(path),
+                problem=self._flaws.get(key),
             )
-            for persona, path in self._personas.values()
+            for key, (persona, path) in self._personas.items()
         ]
+
+
+def changes(before: Found, after: Found) -> list[str]:
+    """What a reload changed, one line per persona: added, changed (its template or its
+    file), removed."""
+    lines = []
+    for key, (persona, path) in after.items():
+        if key not in before:
+            lines.append(f"added {persona.name} ({path})")
+        elif before[key] != (persona, path):
+            lines.append(f"changed {persona.name} ({path})")
+    lines += [f"removed {persona.name}" for key, (persona, _) in before.items() if key not in after]
+    return lines

@@ -169,7 +169,7 @@ def spawn(
         daemon_pid = os.getpid() if pact is not None else None
         preexec = lambda: _linux.prepare_leader(daemon_pid)  # noqa: E731
     elif pact is not None and pact.wrapper:
-        _check_executable(argv[0], cwd, env)
+        check_executable(argv[0], cwd, env)
         argv = [*pact.wrapper, *argv]
     elif pact is not None:
         daemon_pid = os.getpid()
@@ -197,7 +197,7 @@ def spawn(
     return child
 
 
-def _check_executable(program: str, cwd: Path, env: Mapping[str, str]) -> None:
+def check_executable(program: str, cwd: Path, env: Mapping[str, str]) -> None:
     """Raise what ``execvp`` would if ``program`` cannot be run (a wrapper would only exit)."""
     if not program:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)

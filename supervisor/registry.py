@@ -11,12 +11,13 @@ the session table, it answers ``inspect`` and ``replay`` (from its transcript) a
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Protocol
 
 from agentplex.protocol import SessionInfo, SessionStatus
 from agentplex.protocol.errors import AmbiguousSession, NoActiveSession, UnknownSession
 from agentplex.supervisor.session import Session
+from agentplex.supervisor.session_state import SessionState
 
 
 class Archive(Protocol):
@@ -56,11 +57,22 @@ class SessionRegistry:
         self._active: str | None = None
         self.archive: Archive = _NoArchive()
         """Where sessions no longer held are found again (the manager sets the table's)."""
+        self.on_active_changed: Callable[[str | None], object] = lambda session_id: None
+        """Told when the active session moves on by itself (the manager publishes it)."""
 
     def register(self, session: Session) -> None:
         """Add a session; it becomes the active one."""
         self._sessions[session.id] = session
         self._active = session.id
+        session.on_end = self._session_ended
+
+    def _session_ended(self, session: SessionState) -> None:
+        """An ended session stays active no longer: the newest live one is, or none."""
+        if session.id != self._active:
+            return
+        live = self.live()
+        self._active = max(live, key=lambda s: s.created_at).id if live else None
+        self.on_active_changed(self._active)
 
     def get(self, ref: str | None) -> Session:
         """The session ``ref`` names (an id or unique prefix); None means the active one.

@@ -19,6 +19,8 @@ from pathlib import Path
 import anyio
 import structlog
 
+from agentplex.protocol import SessionInfo
+from agentplex.protocol.transcript_io import locate
 from agentplex.supervisor.config import Config
 
 DAY = 86400.0
@@ -53,6 +55,30 @@ class Outcome:
     compressed: list[Path] = field(default_factory=list)
     deleted: list[Path] = field(default_factory=list)
     freed_bytes: int = 0
+
+    def summary(self, *, dry_run: bool = False) -> str:
+        """What was done, for a person: ``deleted 1 transcript (0.1 MiB)``."""
+        parts = [
+            f"{verb if dry_run else done} {counted(len(paths), 'transcript')}"
+            for verb, done, paths in (
+                ("would compress", "compressed", self.compressed),
+                ("would delete", "deleted", self.deleted),
+            )
+            if paths or (done == "deleted" and not self.compressed)
+        ]
+        return f"{', '.join(parts)} ({self.freed_bytes / 1048576:.1f} MiB)"
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 transcript``, ``2 transcripts``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def without_purged(sessions: list[SessionInfo]) -> list[SessionInfo]:
+    """``sessions`` but the ended ones whose transcript was deleted (``purge``, retention):
+    what is left of them cannot be replayed, so they leave ``list`` (and ``list --all``);
+    asked for by id they answer ``transcript_gone``. Blocking: a stat per ended session."""
+    return [s for s in sessions if not s.status.ended or locate(s.transcript) is not None]
 
 
 def transcripts(sessions_dir: Path) -> Iterator[Path]:
@@ -125,7 +151,10 @@ def purge(paths: list[Path], *, dry_run: bool = False) -> Outcome:
     """Delete ``paths`` (or, dry, only count them)."""
     outcome = Outcome()
     for path in paths:
-        outcome.freed_bytes += path.stat().st_size if dry_run else _delete(path)
+        try:
+            outcome.freed_bytes += path.stat().st_size if dry_run else _delete(path)
+        except FileNotFoundError:
+            continue  # deleted meanwhile (retention, another purge): not ours to count
         outcome.deleted.append(path)
     return outcome
 
@@ -180,6 +209,7 @@ class RetentionService:
         if outcome.compressed or outcome.deleted:
             log.info(
                 "retention_applied",
+                summary=outcome.summary(),
                 compressed=len(outcome.compressed),
                 deleted=len(outcome.deleted),
                 freed_bytes=outcome.freed_bytes,

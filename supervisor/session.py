@@ -19,18 +19,24 @@ from agentplex.protocol import (
     Stream,
 )
 from agentplex.protocol.errors import (
+    InvalidArgument,
     NothingToAnswer,
+    NothingToInterrupt,
     QueueFull,
     SessionEnded,
     SpawnFailed,
     TranscriptFailed,
 )
 from agentplex.supervisor import request_context
-from agentplex.supervisor.agent_process import AgentProcess, launch
+from agentplex.supervisor.agent_process import AgentProcess, argv_too_long, launch
 from agentplex.supervisor.chunks import BatchOutcome
+from agentplex.supervisor.command_line import piped_command, turn_command
 from agentplex.supervisor.output import Line
-from agentplex.supervisor.process_group import kill_tree, wait_gone
+from agentplex.supervisor.process_group import check_executable, kill_tree, wait_gone
 from agentplex.supervisor.session_state import SessionState
+
+_NO_TURN = frozenset({SessionStatus.IDLE, SessionStatus.STARTING, SessionStatus.INTERRUPTED})
+"""A session in one of these runs no turn that an interrupt could stop."""
 
 
 class Session(SessionState):
@@ -75,6 +81,14 @@ class Session(SessionState):
             except QueueFull as exc:  # the inbox holds the opening and prompt too
                 self._emit_daemon(ChunkKind.ERROR, f"a message sent during the start: {exc}")
 
+    def check_program(self, program: str) -> None:
+        """Raise the SpawnFailed a spawn would, before any, if ``program`` cannot be run
+        from this session's working directory and PATH."""
+        try:
+            check_executable(program, self.spec.cwd, self._env)
+        except OSError as exc:
+            raise SpawnFailed(f"cannot start {program!r}: {exc.strerror or exc}") from exc
+
     def send(self, message: str) -> int:
         """Deliver ``message`` now, or queue it while a turn runs; returns the queue length."""
         if self.status.ended or self._terminating:
@@ -82,6 +96,8 @@ class Session(SessionState):
         if self.transcript.failed is not None:
             raise self.transcript.failed
         self.chunks.last_activity = time.time()
+        if self.spec.mode is BackendMode.TURN:  # refuse now what could never start a turn
+            turn_command(self.backend, self.spec, message, self.resume_id)
         if self.status is SessionStatus.STARTING:
             # Registered, not begun: the start request is still in flight. The message
             # waits for begin(), so it comes after the prompt, never as turn 1.
@@ -95,9 +111,15 @@ class Session(SessionState):
         return self._turns.queue(message)
 
     def interrupt(self) -> None:
-        """Stop the running turn: in-band when the agent takes that, else SIGINT to its group."""
-        if self._process is not None:
-            self._process.interrupt()
+        """Stop the running turn: in-band when the agent takes that, else SIGINT to its group.
+
+        Refused, as ``send`` and ``permit`` refuse what cannot be done, when no turn runs.
+        """
+        if self.status.ended or self._terminating:
+            raise SessionEnded(f"session {self.id} has ended ({self.status}): nothing to interrupt")
+        if self._process is None or self.status in _NO_TURN:
+            raise NothingToInterrupt(f"session {self.id} is {self.status}: no turn is running")
+        self._process.interrupt()
 
     def permit(self, allow: bool, request_id: str | None = None) -> str:
         """Answer the agent's pending permission request; returns the request id answered."""
@@ -132,7 +154,9 @@ class Session(SessionState):
         if not self.status.ended:
             await self._stop(0, reason)  # no grace: SIGKILL follows SIGTERM at once
 
-    async def _stop(self, grace: float, reason: str) -> bool:
+    async def _stop(
+        self, grace: float, reason: str, status: SessionStatus = SessionStatus.TERMINATED
+    ) -> bool:
         attempt = self._stopping = anyio.Event()
         self._terminating = True  # from here no process is spawned (see _check_startable)
         try:
@@ -148,7 +172,7 @@ class Session(SessionState):
         finally:
             self._stopping = None
             attempt.set()
-        self._finish(SessionStatus.TERMINATED, reason)
+        self._finish(status, reason)
         return escalated
 
     async def _kill_tree(self, pgid: int | None, grace: float) -> bool:
@@ -165,9 +189,19 @@ class Session(SessionState):
 
     def _start_turn(self, message: str) -> None:
         self._check_startable()
-        argv = self.backend.argv(self.spec, message, self.resume_id)
+        command = turn_command(self.backend, self.spec, message, self.resume_id, self._env)
         self._log_turn(message)
-        self._launch(argv, with_stdin=False)
+        try:
+            self._launch(command.argv, with_stdin=False, prompt=command.stdin)
+        except SpawnFailed as exc:
+            # The kernel found argv too long after all (what the daemon adds at spawn):
+            # the prompt goes on stdin when the backend takes it there.
+            piped = None
+            if command.stdin is None and argv_too_long(exc):
+                piped = piped_command(self.backend, self.spec, message, self.resume_id)
+            if piped is None:
+                raise
+            self._launch(piped.argv, with_stdin=False, prompt=piped.stdin)
 
     def _deliver(self, message: str) -> None:
         """Write a message to the long-lived process's stdin (through its bounded inbox),
@@ -189,18 +223,24 @@ class Session(SessionState):
             self._transcript_failed(exc)
             raise
 
-    def _launch(self, argv: list[str], *, with_stdin: bool) -> None:
+    def _launch(self, argv: list[str], *, with_stdin: bool, prompt: bytes | None = None) -> None:
+        """Spawn the agent; a long-lived one reads messages on stdin (``with_stdin``), a
+        turn given a ``prompt`` reads that on stdin, up to EOF."""
         assert self._tg is not None, "run() must be started first"
         self._check_startable()
+        piped = with_stdin or prompt is not None
         process, argv = launch(
-            argv, self.spec, self.backend, self._env, self._context, with_stdin=with_stdin
+            argv, self.spec, self.backend, self._env, self._context, with_stdin=piped
         )
         child = process.child
         self._process = process
+        self.chunks.meter.new_process()  # its running usage figures begin at zero
         self._process_done = anyio.Event()
         self._log(ProcessSpawned(pid=child.pid, argv=argv, ts=time.time(), turn=self.turns))
         self.log.info("process_spawned", pid=child.pid, argv0=argv[0])
-        if child.stdin is not None:
+        if prompt is not None:
+            process.feed_prompt(self._tg, prompt, self.log)
+        elif child.stdin is not None:
             process.open_stdin(self._tg, self._context.config.queue_limit, self.log)
         self._tg.start_soon(self._supervise, process)
         self._set_status(SessionStatus.RUNNING)
@@ -291,7 +331,7 @@ class Session(SessionState):
             try:
                 self._start_turn(self._turns.queued.popleft())
                 return
-            except SpawnFailed as exc:
+            except (SpawnFailed, InvalidArgument) as exc:
                 self._emit_daemon(ChunkKind.ERROR, exc.message)
             except TranscriptFailed:
                 return  # the session is being stopped (_log_turn); the queue goes with it
@@ -319,3 +359,12 @@ class Session(SessionState):
         status = process.absorb(outcome, self.spec.permission_policy)
         if status is SessionStatus.WAITING_INPUT or (status is SessionStatus.IDLE and long_lived):
             self._set_status(status)
+        failure = process.driver.failure()
+        if failure is not None and not self._terminating and self._tg is not None:
+            self._terminating = True  # once: later batches find the stop under way
+            self._tg.start_soon(self._fail_agent, failure)
+
+    async def _fail_agent(self, reason: str) -> None:
+        """End a session whose agent can never be used (its driver says why) as failed."""
+        if not self.status.ended and self._stopping is None:  # else a terminate came first
+            await self._stop(self._context.config.terminate_grace, reason, SessionStatus.FAILED)

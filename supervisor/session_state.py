@@ -6,6 +6,8 @@ crash, the transcript's footer and ``session.terminated`` at its end. :class:`Se
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import structlog
@@ -17,6 +19,7 @@ from agentplex.protocol.errors import TranscriptFailed
 from agentplex.supervisor.agent_process import AgentProcess
 from agentplex.supervisor.chunks import ChunkStream
 from agentplex.supervisor.context import SessionContext
+from agentplex.supervisor.credentials import SecretStore, split_secrets
 from agentplex.supervisor.history import ChunkHistory
 from agentplex.supervisor.resources import TreeUsage
 from agentplex.supervisor.table import SessionRecord
@@ -74,6 +77,8 @@ class SessionState:
         self._stopping: anyio.Event | None = None
         """Set when the terminate under way returns, whether it finished or failed."""
         self._tg: TaskGroup | None = None
+        self.on_end: Callable[[SessionState], None] | None = None
+        """Told once, when the session ends (the registry moves the active session on)."""
         self.log = structlog.get_logger(__name__).bind(session_id=self.id, backend=backend.id)
 
     # ------------------------------------------------------------------ public
@@ -128,15 +133,18 @@ class SessionState:
     def record(self) -> SessionRecord:
         """What the durable table keeps: the info plus what is needed to continue it."""
         spec = self.spec
+        plain, secret = split_secrets(spec.env)
         return SessionRecord(
             info=self.info(),
-            env=dict(spec.env),
+            env=plain,
+            secret_env=sorted(secret),
             command=list(spec.command),
             instructions=spec.instructions,
             allowed_tools=list(spec.allowed_tools),
             permission_policy=spec.permission_policy,
             resume_id=self.resume_id,
             pid_started_at=self.pid_started_at,
+            thread_usage=self.chunks.meter.thread,
         )
 
     def restore(self, record: SessionRecord, status: SessionStatus) -> None:
@@ -148,7 +156,7 @@ class SessionState:
         self.ended_reason = info.ended_reason
         self._turns.resume_id = record.resume_id
         self.keep_children = info.keep_children
-        self.chunks.restore(info.chunks, info.usage, info.cli_session_id)
+        self.chunks.restore(info.chunks, info.usage, info.cli_session_id, record.thread_usage)
         self.status = status
         if status.ended:
             self._ended.set()
@@ -192,9 +200,12 @@ class SessionState:
             self.log.error("transcript_not_finished", error=exc.message)
         self.transcript.close(self._context.flusher)
         self._context.scanner.forget(self.id)
+        SecretStore(Path(self._context.config.runtime_dir)).delete(self.id)  # none will run
         self.log.info("session_ended", status=status.value, reason=reason)
         self._context.events.terminated(self.info(), reason)
         self._ended.set()
+        if self.on_end is not None:
+            self.on_end(self)
 
     def fail(self, reason: str) -> None:
         """Mark a session that could not start as failed."""

@@ -29,6 +29,7 @@ import structlog
 
 from agentplex.protocol import PermissionPolicy, SessionInfo
 from agentplex.supervisor.durable import sync_and_close, write_all
+from agentplex.supervisor.usage import ThreadMark
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +48,11 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
 
     info: SessionInfo
     env: dict[str, str] = {}
+    """The session's ``--env`` but for secrets (``credentials.looks_secret``), which are
+    kept in the 0600 ``secrets/<id>.json`` instead, never here."""
+    secret_env: list[str] = []
+    """The names of those secrets, to take them from the daemon's environment should
+    their file be gone."""
     command: list[str] = []
     instructions: str | None = None
     allowed_tools: list[str] = []
@@ -55,6 +61,8 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     pid_started_at: float | None = None
     """The process's start time in seconds since boot (``resources.start_time``), to prove
     a pid is still ours."""
+    thread_usage: ThreadMark | None = None
+    """The last running usage figure of the CLI's thread, that the next one counts from."""
 
 
 class Saved(Protocol):

@@ -11,6 +11,7 @@ from pathlib import Path
 from agentplex.protocol import Record, encode
 from agentplex.protocol.errors import TooManyOpenFiles, TranscriptFailed
 from agentplex.supervisor.durable import Flusher, sync_and_close
+from agentplex.supervisor.validation import UNTAGGED
 
 
 class Transcript:
@@ -36,7 +37,7 @@ class Transcript:
     @classmethod
     def create(cls, sessions_dir: Path, tag: str | None, session_id: str) -> Transcript:
         """Open ``<sessions>/<tag>/<session-id>-<UTC timestamp>.jsonl``."""
-        directory = sessions_dir / (tag or "untagged")
+        directory = sessions_dir / (tag or UNTAGGED)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         path = directory / f"{session_id}-{stamp}.jsonl"
         try:

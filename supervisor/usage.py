@@ -1,10 +1,18 @@
-"""Token and cost figures from agents, checked where the daemon takes them in.
+"""Token and cost figures from agents, checked where the daemon takes them in, and
+turned into each turn's own figures before they are totalled.
 
 An agent's output is untrusted, and so is a third-party driver. A figure that is not a
 finite, non-negative number within its bound (a cost of 1e308, a NaN, negative or
 fractional tokens) is dropped from the turn's usage with a logged warning. Session totals
 saturate at the same bounds: a sum never becomes infinite, which JSON cannot carry (msgspec
 writes it as ``null``, and from then on no client could decode the session).
+
+CLIs differ in what a figure counts (``Usage.scope``): Claude's long-lived process reports
+the process's running cost, Codex's ``exec resume`` the thread's running tokens. A
+:class:`UsageMeter` keeps the last running figure seen for the process and for the CLI's
+thread and counts only what was added since, so totals add each turn once and a result
+chunk carries its turn's figures. The thread's last figure outlives the process (a turn
+in turn mode is a process) and the daemon (it is kept in the session table).
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from typing import Any, Final
 import msgspec
 import structlog
 
-from agentplex.protocol import Usage
+from agentplex.protocol import Usage, UsageScope
 
 log = structlog.get_logger(__name__)
 
@@ -26,6 +34,8 @@ MAX_COST_USD: Final = 1e12
 """Bound of a cost in USD: far above any real bill, far below overflow."""
 
 _COUNTS: Final = ("input_tokens", "output_tokens", "cached_tokens")
+_RUNNING: Final = (*_COUNTS, "cost_usd")
+"""The figures a running total reports (``duration_ms`` is always the turn's)."""
 _DROPPED: Final[dict[str, object]] = {
     "input_tokens": 0,
     "output_tokens": 0,
@@ -62,6 +72,62 @@ def add(total: Usage, turn: Usage) -> Usage:
         cached_tokens=min(total.cached_tokens + turn.cached_tokens, MAX_COUNT),
         cost_usd=min(total.cost_usd + turn.cost_usd, MAX_COST_USD),
     )
+
+
+class ThreadMark(msgspec.Struct, frozen=True, kw_only=True):
+    """The last running figure a CLI reported for its conversation (thread)."""
+
+    thread_id: str | None
+    usage: Usage
+
+
+class UsageMeter:
+    """A session's usage: the total of its turns' own figures, and the running figures
+    that process- and thread-scoped reports are counted from."""
+
+    def __init__(self) -> None:
+        self.total = Usage()
+        self.thread: ThreadMark | None = None
+        self._process = Usage()
+
+    def new_process(self) -> None:
+        """An agent process started: its running figures begin at zero."""
+        self._process = Usage()
+
+    def turn_figures(self, usage: Usage, thread_id: str | None) -> Usage:
+        """The turn's own share of a checked ``usage`` (scope ``turn``), remembering a
+        running figure as the base of the next one."""
+        match usage.scope:
+            case UsageScope.TURN:
+                return usage
+            case UsageScope.PROCESS:
+                turn, self._process = since(self._process, usage)
+            case UsageScope.THREAD:
+                mark = self.thread
+                base = mark.usage if mark and mark.thread_id == thread_id else Usage()
+                turn, high = since(base, usage)
+                self.thread = ThreadMark(thread_id=thread_id, usage=high)
+        return turn
+
+    def count(self, turn: Usage) -> None:
+        """Add one turn's own figures to the total."""
+        self.total = add(self.total, turn)
+
+
+def since(base: Usage, running: Usage) -> tuple[Usage, Usage]:
+    """What a running figure added since ``base`` (scope ``turn``), and the next base.
+
+    A running figure only grows. One below its base is not news (a figure the CLI left
+    out, or one dropped as out of bounds): it adds nothing and the base stays, so nothing is
+    ever counted twice. A new process or thread starts from a zero base instead."""
+    deltas: dict[str, Any] = {}
+    highs: dict[str, Any] = {}
+    for name in _RUNNING:
+        now, before = getattr(running, name), getattr(base, name)
+        deltas[name], highs[name] = max(now - before, 0), max(now, before)
+    deltas["cost_usd"] = float(round(deltas["cost_usd"], 12))  # no float noise of a difference
+    turn = msgspec.structs.replace(running, scope=UsageScope.TURN, **deltas)
+    return turn, msgspec.structs.replace(running, **highs)
 
 
 def _is_count(value: object) -> bool:

@@ -11,6 +11,8 @@ MAX_NAME = 128
 MAX_NAME_BYTES = 200
 """A name is a directory name (tags) or part of a file name (personas): encoded, it must
 fit the file system's 255-byte limit on a name, with room to spare."""
+UNTAGGED = "untagged"
+"""The transcripts directory of sessions started without a tag (no tag may be named so)."""
 
 
 def validate_name(kind: str, value: str | None) -> str | None:
@@ -22,6 +24,8 @@ def validate_name(kind: str, value: str | None) -> str | None:
     if value is None:
         return None
     problem = _name_problem(value)
+    if kind == "tag" and value == UNTAGGED:
+        problem = "it is reserved: the directory of sessions without a tag"
     if problem:
         raise InvalidName(f"invalid {kind} {value[:40]!r}: {problem}")
     return value

@@ -61,3 +61,13 @@ def test_the_main_command_runs_a_daemon_and_a_demo_conversation_in_a_fresh_venv(
     transcripts = list((short_tmp / "state" / "sessions" / "demo").glob("*.jsonl"))
     assert len(transcripts) == 1
     assert not (short_tmp / "run" / "control.sock").exists()
+
+
+def test_every_folder_the_layout_names_and_every_relative_link_exists() -> None:
+    text = (ROOT / "README.md").read_text()
+    layout = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`(\.?[\w-]+/(?:[\w.-]+)?)`", layout)
+    assert {"protocol/", "supervisor/", "client/", "cli/", "tests/"} <= set(named)
+    linked = [t for t in re.findall(r"\]\(([^)#]+)\)", text) if "://" not in t]
+    missing = [path for path in named + linked if not (ROOT / path).exists()]
+    assert not missing, f"the README names paths that do not exist: {missing}"

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import string
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,14 +22,15 @@ import pytest
 from fakes import FakeGemini, gemini_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import DaemonProcess, is_chunk, next_event
+from support import DaemonProcess, descendants_with_marker, is_chunk, next_event
 
 from agentplex import protocol as p
+from agentplex.cli.render import describe
 from agentplex.client import Client, SyncSubscription
 from agentplex.plugins.acp import AcpBackend, AcpDriver
 from agentplex.plugins.api import BackendMode, ChunkData, PermissionPolicy, SessionSpec
 from agentplex.protocol import ChunkKind, Stream, Usage
-from agentplex.protocol.errors import NothingToAnswer
+from agentplex.protocol.errors import NothingToAnswer, SessionEnded
 
 SID = "7e19406e-c515-4630-a639-10ed772658cc"
 TOOL_ID = "run_shell_command__run_shell_command_1795282922405_0"
@@ -219,6 +221,24 @@ def test_a_failed_session_new_ends_the_turn_and_the_next_message_retries_it() ->
     assert driver.take_outgoing() == b""
     [retry] = _sent(driver.encode_input("again"))
     assert retry["method"] == "session/new"
+
+
+def test_a_refused_initialize_is_the_drivers_failure_and_a_failed_session_new_is_not() -> None:
+    driver = AcpDriver(_spec())
+    driver.opening()
+    driver.encode_input("hi")
+    assert driver.failure() is None
+    [error, result] = _feed(
+        driver, '{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"no API key"}}'
+    )
+    assert error.kind is ChunkKind.ERROR and "initialize failed: no API key" in error.text
+    assert result.kind is ChunkKind.RESULT and result.is_error
+    assert driver.failure() == "the ACP agent refused initialize: no API key (-32000)"
+    retried = AcpDriver(_spec())
+    retried.opening()
+    _feed(retried, INITIALIZED)
+    _feed(retried, '{"jsonrpc":"2.0","id":2,"error":{"code":-32000,"message":"auth required"}}')
+    assert retried.failure() is None  # the next message retries session/new
 
 
 # --------------------------------------------------------------------------- driver: updates
@@ -412,6 +432,14 @@ def test_interrupt_sends_session_cancel_and_cancels_open_permission_requests() -
     assert cancel == {"jsonrpc": "2.0", "method": "session/cancel", "params": {"sessionId": SID}}
     [result] = _feed(driver, PROMPT_CANCELLED)
     assert result.kind is ChunkKind.RESULT and result.text == "cancelled" and not result.is_error
+    assert describe(result).startswith("[result] cancelled")  # not "[result] ok"
+
+
+def test_a_tool_call_renders_its_name_once() -> None:
+    driver = AcpDriver(_spec())
+    _ready(driver, "go")
+    [use] = _feed(driver, TOOL_CALL)
+    assert describe(use) == "[tool_use] execute: echo marker42"
 
 
 def test_interrupt_before_the_session_exists_drops_the_held_message() -> None:
@@ -691,6 +719,35 @@ def test_interrupt_cancels_the_prompt_in_band_and_the_conversation_goes_on(
     assert "first question" in history and "and now briefly" in history
     # Gemini CLI leaves a cancelled turn out of the history: the SLOW prompt is not resent.
     assert gemini.client.inspect(info.id).pid == info.pid
+
+
+REFUSES_INITIALIZE = """\
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if "id" in message and "method" in message:
+        error = {"code": -32000, "message": "no credentials: set GEMINI_API_KEY"}
+        print(json.dumps({"jsonrpc": "2.0", "id": message["id"], "error": error}), flush=True)
+"""
+"""An ACP agent that refuses every request (``initialize`` first) and keeps running."""
+
+
+def test_an_agent_that_refuses_initialize_fails_the_session_with_its_error(
+    client: Client,
+) -> None:
+    with client.subscribe(p.SESSION_TOPIC) as events:
+        info = client.start("acp", "hello", argv=[sys.executable, "-c", REFUSES_INITIALIZE])
+        ended = next_event(
+            events,
+            lambda e: isinstance(e, p.SessionTerminated) and e.session.id == info.id,
+            timeout=30,
+        )
+    assert isinstance(ended, p.SessionTerminated)
+    assert ended.session.status is p.SessionStatus.FAILED
+    assert "no credentials: set GEMINI_API_KEY" in ended.reason
+    with pytest.raises(SessionEnded):
+        client.send("are you there?", info.id)
+    assert descendants_with_marker(info.id) == []  # the agent process was stopped
 
 
 def test_killing_the_agent_process_ends_the_session_as_failed(gemini: _Gemini) -> None:

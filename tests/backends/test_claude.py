@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 from fakes import FakeAnthropic, claude_env
+from fakes.anthropic_api import price_usd
+from fakes.billing import Bill
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import DaemonProcess, is_chunk, next_event
@@ -30,7 +32,7 @@ from agentplex.plugins.api import BackendMode, ChunkData, PermissionPolicy, Sess
 from agentplex.plugins.claude import ClaudeBackend
 from agentplex.plugins.claude_driver import DENIED_BY_POLICY, DENIED_BY_USER, ClaudeDriver
 from agentplex.plugins.stream_json import ClaudeStreamParser
-from agentplex.protocol.errors import NothingToAnswer
+from agentplex.protocol.errors import InvalidArgument, NothingToAnswer
 
 REPO = Path(__file__).resolve().parents[2]
 SID = "59e9194b-823f-44b3-a954-16e7f27175b8"
@@ -148,15 +150,41 @@ def test_policy_allow_in_turn_mode_skips_permissions_with_is_sandbox_as_root(
     assert backend.environment(allow) == {}
 
 
-@pytest.mark.parametrize("policy", [PermissionPolicy.ASK, PermissionPolicy.DENY])
-def test_policies_ask_and_deny_in_turn_mode_keep_claudes_default_permissions(
-    monkeypatch: pytest.MonkeyPatch, policy: PermissionPolicy
+def test_policy_deny_makes_claude_refuse_unasked_and_allowed_tools_the_only_tools(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(claude_module.os, "geteuid", lambda: 0)
-    backend, asked = ClaudeBackend(), spec(permission_policy=policy)
-    assert not any("permission" in arg for arg in backend.argv(asked, "hi", None))
-    assert backend.environment(asked) == {}
-    assert type(backend.driver(asked)) is ClaudeStreamParser
+    backend = ClaudeBackend()
+    pm = spec(
+        permission_policy=PermissionPolicy.DENY,
+        allowed_tools=("Read", "Bash(git log *)", "mcp__docs__search", "Bash(git diff)"),
+    )
+    argv = backend.argv(pm, "hi", None)
+    assert argv[argv.index("--allowedTools") :] == [
+        "--allowedTools",
+        "Read,Bash(git log *),mcp__docs__search,Bash(git diff)",
+        "--permission-mode",
+        "dontAsk",
+        "--tools",
+        "Read,Bash",
+        "--",
+        "hi",
+    ]
+    bare = backend.argv(spec(permission_policy=PermissionPolicy.DENY), "hi", None)
+    assert bare[-4:] == ["--permission-mode", "dontAsk", "--", "hi"]
+    assert backend.environment(pm) == {}
+    assert type(backend.driver(pm)) is ClaudeStreamParser
+
+
+def test_ask_in_turn_mode_is_refused_naming_long_lived_mode_and_falls_back_to_deny() -> None:
+    backend = ClaudeBackend()
+    with pytest.raises(InvalidArgument, match="--mode long_lived"):
+        backend.check_policy(spec(permission_policy=PermissionPolicy.ASK))
+    for policy in (PermissionPolicy.ALLOW, PermissionPolicy.DENY):
+        backend.check_policy(spec(permission_policy=policy))
+    backend.check_policy(spec(permission_policy=PermissionPolicy.ASK, mode=BackendMode.LONG_LIVED))
+    assert backend.default_policy is PermissionPolicy.DENY
+    assert set(backend.policies) == set(PermissionPolicy)
 
 
 @pytest.mark.parametrize("policy", list(PermissionPolicy))
@@ -165,6 +193,7 @@ def test_long_lived_mode_reads_stream_json_and_asks_permission_on_stdio(
 ) -> None:
     long_lived = spec(mode=BackendMode.LONG_LIVED, permission_policy=policy, model="opus")
     backend = ClaudeBackend()
+    held = ["--permission-mode", "dontAsk"] if policy is PermissionPolicy.DENY else []
     assert backend.argv(long_lived, None, None)[1:] == [
         "-p",
         "--input-format",
@@ -177,6 +206,7 @@ def test_long_lived_mode_reads_stream_json_and_asks_permission_on_stdio(
         "--include-partial-messages",
         "--model",
         "opus",
+        *held,
     ]
     assert backend.environment(long_lived) == {}
     driver = backend.driver(long_lived)
@@ -457,6 +487,69 @@ def test_replies_stream_as_partial_text_and_results_carry_usage_and_cost(
     assert all(c.cli_session_id for c in chunks if c.stream is p.Stream.STDOUT)
 
 
+def assert_billed(usage: p.Usage | None, bills: list[Bill]) -> None:
+    """``usage`` is exactly what the fake billed for ``bills`` (cost as Claude prices it)."""
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens, usage.cached_tokens) == (
+        sum(b.input_tokens for b in bills),
+        sum(b.output_tokens for b in bills),
+        sum(b.cached_tokens for b in bills),
+    )
+    assert usage.cost_usd == pytest.approx(sum(price_usd(b) for b in bills), rel=1e-9)
+    assert usage.scope is p.UsageScope.TURN
+
+
+def test_four_long_lived_turns_total_what_the_api_billed_each_turn(
+    backend_daemon: DaemonProcess,
+    client: Client,
+    fake: FakeAnthropic,
+    project: Path,
+    cli_env: dict[str, str],
+) -> None:
+    """Claude's long-lived results carry the process's running cost: counted once each."""
+    results, bills, billed_before = [], [], 0
+    with client.subscribe(p.CHUNK_TOPIC, p.SESSION_TOPIC) as events:
+        info = client.start("claude", "turn one", mode="long_lived", cwd=project, env=cli_env)
+        for message in ("turn two", "turn three", "turn four", None):
+            results.append(result_of(events, info.id))
+            next_event(events, became(info.id, p.SessionStatus.IDLE))
+            bills.append(fake.ledger.bills()[billed_before:])
+            billed_before += len(bills[-1])
+            if message is not None:
+                client.send(message, info.id)
+        session = client.inspect(info.id)
+        client.terminate(info.id)
+
+    assert [len(turn) for turn in bills] == [1, 1, 1, 1]
+    for result, billed in zip(results, bills, strict=True):
+        assert_billed(result.usage, billed)
+    assert_billed(session.usage, fake.ledger.bills())
+    ls = backend_daemon.cli("ls", "--json")
+    [listed] = json.loads(ls.stdout)
+    assert listed["usage"]["cost_usd"] == pytest.approx(session.usage.cost_usd)
+
+
+def test_two_turns_resumed_total_what_the_api_billed_including_a_tool_round_trip(
+    client: Client, fake: FakeAnthropic, project: Path, cli_env: dict[str, str]
+) -> None:
+    """In turn mode each process is one turn; a turn with a tool call is two API calls."""
+    with client.subscribe(p.CHUNK_TOPIC, p.SESSION_TOPIC) as events:
+        info = client.start("claude", "first question", cwd=project, env=cli_env)
+        first = result_of(events, info.id)
+        next_event(events, became(info.id, p.SessionStatus.IDLE))
+        first_bills = fake.ledger.bills()
+        client.send("RUN_TOOL echo hi", info.id)
+        second = result_of(events, info.id)
+        next_event(events, became(info.id, p.SessionStatus.IDLE))
+    second_bills = fake.ledger.bills()[len(first_bills) :]
+
+    assert (len(first_bills), len(second_bills)) == (1, 2)
+    assert second.text == "Tool said: hi"
+    assert_billed(first.usage, first_bills)
+    assert_billed(second.usage, second_bills)
+    assert_billed(client.inspect(info.id).usage, first_bills + second_bills)
+
+
 def test_persona_instructions_and_model_reach_the_api(
     client: Client, fake: FakeAnthropic, project: Path, cli_env: dict[str, str]
 ) -> None:
@@ -638,7 +731,42 @@ def test_long_lived_permission_request_waits_for_permit_then_the_tool_runs(
     client.terminate(info.id)
 
 
-def test_long_lived_policy_deny_answers_the_cli_without_asking(
+@pytest.mark.parametrize("command", ["touch {target}", "echo pwned-by-deny"])
+@pytest.mark.parametrize("mode", ["turn", "long_lived"])
+def test_a_pm_persona_session_never_runs_the_shell_the_model_asks_for(
+    client: Client, project: Path, tmp_path: Path, mode: str, command: str
+) -> None:
+    """The PM persona (deny; Read, Grep, Glob) gets no Bash, even from a model that calls it
+    anyway: Claude refuses it by its own flags, nobody is asked, nothing runs (not even an
+    ``echo``, which Claude's default permissions deem read-only and run)."""
+    target = project / "pwned"
+    with (
+        FakeAnthropic(insist_on_bash=True) as fake,
+        client.subscribe(p.CHUNK_TOPIC, p.SESSION_TOPIC) as events,
+    ):
+        info = client.start(
+            "claude",
+            "RUN_TOOL " + command.format(target=target),
+            persona="pm",
+            mode=mode,
+            cwd=project,
+            env=claude_env(tmp_path / "home", fake.url),
+        )
+        chunks = chunks_until(events, info.id, is_chunk(info.id, p.ChunkKind.RESULT))
+        status = client.inspect(info.id).status
+
+    [call] = [c for c in chunks if c.kind is p.ChunkKind.TOOL_USE]
+    [refused] = [c for c in chunks if c.kind is p.ChunkKind.TOOL_RESULT]
+    assert call.tool_name == "Bash" and call.tool_input["command"] == command.format(target=target)
+    assert refused.is_error and "pwned-by-deny" not in refused.text
+    assert not target.exists()
+    assert p.ChunkKind.PERMISSION_REQUEST not in {c.kind for c in chunks}
+    assert status is not p.SessionStatus.WAITING_INPUT
+    if mode == "long_lived":
+        client.terminate(info.id)
+
+
+def test_policy_deny_lets_claude_refuse_a_write_without_asking_in_long_lived_mode(
     client: Client, project: Path, cli_env: dict[str, str]
 ) -> None:
     target = project / "denied.txt"
@@ -653,11 +781,38 @@ def test_long_lived_policy_deny_answers_the_cli_without_asking(
         )
         chunks = chunks_until(events, info.id, is_chunk(info.id, p.ChunkKind.RESULT))
 
-    kinds = [c.kind for c in chunks]
-    asked = chunks[kinds.index(p.ChunkKind.PERMISSION_REQUEST)]
-    refused = chunks[kinds.index(p.ChunkKind.TOOL_RESULT)]
-    assert asked.request_id is None and asked.text.endswith("(denied by policy)")
-    assert refused.is_error and refused.text == DENIED_BY_POLICY
+    [refused] = [c for c in chunks if c.kind is p.ChunkKind.TOOL_RESULT]
+    assert refused.is_error and "don't ask mode" in refused.text
+    assert p.ChunkKind.PERMISSION_REQUEST not in {c.kind for c in chunks}
     assert not target.exists()
     assert client.inspect(info.id).status is not p.SessionStatus.WAITING_INPUT
     client.terminate(info.id)
+
+
+def test_ask_named_in_turn_mode_is_refused_at_start_naming_long_lived_mode(
+    backend_daemon: DaemonProcess, client: Client, project: Path, cli_env: dict[str, str]
+) -> None:
+    with pytest.raises(InvalidArgument, match="--mode long_lived"):
+        client.start("claude", "hi", permission_policy="ask", cwd=project, env=cli_env)
+    done = backend_daemon.cli("start", "-b", "claude", "--policy", "ask", "hi")
+    assert done.returncode == 2
+    assert "--mode long_lived" in done.stderr and done.stderr.count("\n") == 1
+    assert client.list().sessions == []
+
+
+def test_ask_from_a_persona_in_turn_mode_falls_back_to_deny(
+    client: Client, project: Path, cli_env: dict[str, str]
+) -> None:
+    """QA's policy is ask: in turn mode its session runs under deny (its tools pre-allowed)."""
+    target = project / "written.txt"
+    with client.subscribe(p.CHUNK_TOPIC) as events:
+        info = client.start(
+            "claude", f"RUN_TOOL touch {target}", persona="qa", cwd=project, env=cli_env
+        )
+        chunks = chunks_until(events, info.id, is_chunk(info.id, p.ChunkKind.RESULT))
+    header = json.loads(Path(client.inspect(info.id).transcript).read_text().splitlines()[0])
+    argv = header["argv"]
+    assert argv[argv.index("--permission-mode") + 1] == "dontAsk"
+    assert argv[argv.index("--tools") + 1] == "Read,Grep,Glob,Bash"
+    [ran] = [c for c in chunks if c.kind is p.ChunkKind.TOOL_RESULT]
+    assert not ran.is_error and target.exists(), "Bash is one of QA's allowed tools"

@@ -27,6 +27,7 @@ from agentplex.client import Client, SyncSubscription
 from agentplex.plugins.api import ChunkData, PermissionPolicy, SessionSpec
 from agentplex.plugins.codex import CodexBackend, toml_string
 from agentplex.plugins.codex_events import COMMAND_TOOL, CodexEventParser
+from agentplex.protocol.errors import InvalidArgument
 
 THREAD_ID = "01a1ff29-1bc3-7463-99f3-29417df882f7"
 THREAD_STARTED = '{"type":"thread.started","thread_id":"01a1ff29-1bc3-7463-99f3-29417df882f7"}'
@@ -358,8 +359,21 @@ def test_a_first_turn_runs_exec_json_with_the_message_after_a_double_dash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AGENTPLEX_CODEX_CLI", "/bin/true")
-    argv = CodexBackend().argv(spec(tmp_path), "--help me", None)
-    assert argv == ["/bin/true", "exec", "--json", "--skip-git-repo-check", "--", "--help me"]
+    argv = CodexBackend().argv(
+        spec(tmp_path, permission_policy=PermissionPolicy.DENY), "--help me", None
+    )
+    assert argv == [
+        "/bin/true",
+        "exec",
+        "--json",
+        "--skip-git-repo-check",
+        "-s",
+        "read-only",
+        "-c",
+        'approval_policy="never"',
+        "--",
+        "--help me",
+    ]
 
 
 def test_a_later_turn_resumes_the_thread_with_the_options_before_resume(
@@ -384,6 +398,8 @@ def test_a_later_turn_resumes_the_thread_with_the_options_before_resume(
         'developer_instructions="Be \\"terse\\".\\nAlways."',
         "-s",
         "workspace-write",
+        "-c",
+        'approval_policy="never"',
         "resume",
         THREAD_ID,
         "--",
@@ -392,11 +408,29 @@ def test_a_later_turn_resumes_the_thread_with_the_options_before_resume(
 
 
 @pytest.mark.parametrize("policy", [PermissionPolicy.ASK, PermissionPolicy.DENY])
-def test_policies_other_than_allow_keep_codex_read_only_sandbox(
+def test_policies_other_than_allow_pin_the_read_only_sandbox_and_never_escalate(
     tmp_path: Path, policy: PermissionPolicy
 ) -> None:
+    # ask too: a session recorded with ask before it was refused must not get more
     argv = CodexBackend().argv(spec(tmp_path, permission_policy=policy), "hi", None)
-    assert "-s" not in argv and "--dangerously-bypass-approvals-and-sandbox" not in argv
+    options = argv[argv.index("--skip-git-repo-check") + 1 : argv.index("--")]
+    assert options == ["-s", "read-only", "-c", 'approval_policy="never"']
+    assert "--dangerously-bypass-approvals-and-sandbox" not in argv
+
+
+def test_ask_is_refused_naming_the_policies_codex_can_hold(tmp_path: Path) -> None:
+    backend = CodexBackend()
+    with pytest.raises(InvalidArgument, match=r"--policy deny .*--policy allow"):
+        backend.check_policy(spec(tmp_path, permission_policy=PermissionPolicy.ASK))
+    for policy in (PermissionPolicy.DENY, PermissionPolicy.ALLOW):
+        backend.check_policy(spec(tmp_path, permission_policy=policy))
+    assert backend.default_policy is PermissionPolicy.DENY
+    assert set(backend.policies) == set(PermissionPolicy)
+
+
+def test_the_turn_usage_is_tagged_as_the_thread_running_total() -> None:
+    [result] = parse_all(TURN_COMPLETED)
+    assert result.usage is not None and result.usage.scope is p.UsageScope.THREAD
 
 
 @settings(max_examples=300)
@@ -420,13 +454,9 @@ def test_the_version_comes_from_the_npm_package_next_to_the_native_binary(
 def test_the_backend_passes_codex_credentials_and_home_through(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CODEX_HOME", "/somewhere/.codex")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    monkeypatch.delenv("CODEX_API_KEY", raising=False)
-    env = CodexBackend().environment(spec(tmp_path))
-    assert env["CODEX_HOME"] == "/somewhere/.codex"
-    assert env["OPENAI_API_KEY"] == "sk-test"
-    assert "CODEX_API_KEY" not in env
+    # The daemon passes what the backend declares (see tests/backends/test_credentials.py).
+    assert {"CODEX_HOME", "CODEX_API_KEY", "OPENAI_API_KEY"} <= set(CodexBackend.credentials)
+    assert CodexBackend().environment(spec(tmp_path)) == {}
 
 
 # --------------------------------------------------------------------------- real CLI
@@ -582,6 +612,88 @@ def test_the_persona_instructions_and_the_model_reach_codex(
     developer = [item for item in body["input"] if item.get("role") == "developer"]
     texts = [part["text"] for item in developer for part in item["content"]]
     assert any(text.startswith("You are the QA engineer on this task.") for text in texts)
+
+
+def test_two_turns_count_each_token_the_fake_billed_once(
+    client: Client, fake: FakeOpenAIResponses, project: Path, cli_env: dict[str, str]
+) -> None:
+    # Codex's resumed turn reports the thread's running total; summed as it is, the second
+    # turn's first request would be counted twice.
+    with client.subscribe(p.CHUNK_TOPIC, p.SESSION_TOPIC) as events:
+        info = client.start("codex", "first question", cwd=project, env=cli_env)
+        first = next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
+        next_event(events, became(info.id, p.SessionStatus.IDLE))
+        after_first = fake.ledger.total()
+        client.send("RUN_TOOL echo two-requests", info.id)
+        second = next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
+        next_event(events, became(info.id, p.SessionStatus.IDLE))
+
+    billed = fake.ledger.total()
+    assert len(fake.ledger.bills()) == 3  # one request, then a tool call and its answer
+    assert isinstance(first, p.Chunk) and first.usage is not None
+    assert isinstance(second, p.Chunk) and second.usage is not None
+    # each result carries its own turn's figures
+    assert (first.usage.input_tokens, first.usage.output_tokens) == (
+        after_first.input_tokens,
+        after_first.output_tokens,
+    )
+    assert (second.usage.input_tokens, second.usage.output_tokens) == (
+        billed.input_tokens - after_first.input_tokens,
+        billed.output_tokens - after_first.output_tokens,
+    )
+    totals = client.inspect(info.id).usage
+    assert (totals.input_tokens, totals.output_tokens) == (
+        billed.input_tokens,
+        billed.output_tokens,
+    )
+
+
+PERMISSIVE_CONFIG = 'sandbox_mode = "danger-full-access"\napproval_policy = "never"\n'
+"""What many people put in their own ``config.toml``: no sandbox, never ask."""
+
+
+def test_deny_holds_against_a_user_config_without_sandbox(
+    client: Client, project: Path, cli_env: dict[str, str]
+) -> None:
+    config = Path(cli_env["CODEX_HOME"]) / "config.toml"
+    config.write_text(PERMISSIVE_CONFIG + config.read_text())
+    with client.subscribe(p.CHUNK_TOPIC) as events:
+        info = client.start(
+            "codex", "RUN_TOOL touch pwned", permission_policy="deny", cwd=project, env=cli_env
+        )
+        result = next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
+
+    assert isinstance(result, p.Chunk) and "Read-only file system" in result.text
+    assert not (project / "pwned").exists()
+
+
+def test_allow_lets_the_same_command_write_in_the_project(
+    client: Client, project: Path, cli_env: dict[str, str]
+) -> None:
+    with client.subscribe(p.CHUNK_TOPIC) as events:
+        info = client.start(
+            "codex", "RUN_TOOL touch made", permission_policy="allow", cwd=project, env=cli_env
+        )
+        next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
+
+    assert (project / "made").exists()
+
+
+def test_ask_is_refused_at_start_and_no_policy_means_deny(
+    client: Client, project: Path, cli_env: dict[str, str]
+) -> None:
+    with pytest.raises(InvalidArgument, match="codex exec has no one to ask"):
+        client.start("codex", "hi", permission_policy="ask", cwd=project, env=cli_env)
+    # the QA persona asks: on Codex it falls back to deny rather than failing the start
+    config = Path(cli_env["CODEX_HOME"]) / "config.toml"
+    config.write_text(PERMISSIVE_CONFIG + config.read_text())
+    with client.subscribe(p.CHUNK_TOPIC) as events:
+        for persona in (None, "qa"):
+            info = client.start(
+                "codex", "RUN_TOOL touch pwned", persona=persona, cwd=project, env=cli_env
+            )
+            next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
+    assert not (project / "pwned").exists()
 
 
 # --------------------------------------------------------------------------- helpers

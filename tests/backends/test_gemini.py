@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 import time
+import tomllib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,15 +22,22 @@ import psutil
 import pytest
 from fakes.clis import gemini_env
 from fakes.gemini_api import FakeGemini
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from support import DaemonProcess, descendants_with_marker, is_chunk, next_event
 
 from agentplex import protocol as p
 from agentplex.client import Client, SyncSubscription
 from agentplex.plugins.api import ChunkData, PermissionPolicy, SessionSpec
-from agentplex.plugins.gemini import INSTRUCTIONS_PREAMBLE, GeminiBackend, GeminiStreamParser
+from agentplex.plugins.gemini import (
+    INSTRUCTIONS_PREAMBLE,
+    TOOL_NAMES,
+    GeminiBackend,
+    GeminiStreamParser,
+    deny_policy,
+)
 from agentplex.protocol import ChunkKind, Stream, Usage
+from agentplex.protocol.errors import InvalidArgument
 
 MODEL = "gemini-2.5-flash"
 """A fixed model keeps Gemini's router (an extra model call per turn) out of the way."""
@@ -247,6 +256,8 @@ def test_parse_never_raises_and_always_returns_chunks(lines: list[str], stream: 
 
 
 def spec(**overrides: object) -> SessionSpec:
+    # The deny policy file goes under scratch_dir: never the checkout (Path() is the cwd).
+    overrides.setdefault("scratch_dir", Path(tempfile.gettempdir()) / "agentplex-test-scratch")
     return SessionSpec(session_id="s1", cwd=Path("/work"), **overrides)  # type: ignore[arg-type]
 
 
@@ -255,12 +266,15 @@ def test_argv_asks_for_stream_json_in_a_trusted_folder_with_the_prompt_in_one_ar
 ) -> None:
     monkeypatch.delenv("AGENTPLEX_GEMINI_CLI", raising=False)
     monkeypatch.setenv("PATH", "/nonexistent")
-    argv = GeminiBackend().argv(spec(), "-v is not a flag here", None)
+    argv = GeminiBackend().argv(
+        spec(permission_policy=PermissionPolicy.ALLOW), "-v is not a flag here", None
+    )
     assert argv == [
         "gemini",
         "--output-format",
         "stream-json",
         "--skip-trust",
+        "--yolo",
         "--prompt=-v is not a flag here",
     ]
 
@@ -279,8 +293,69 @@ def test_argv_maps_model_resume_and_only_the_allow_policy_to_yolo() -> None:
         "r1",
         "--prompt=hi",
     ]
-    for policy in (PermissionPolicy.ASK, PermissionPolicy.DENY):
-        assert "--yolo" not in backend.argv(spec(permission_policy=policy), "hi", None)
+
+
+@pytest.mark.parametrize("policy", [PermissionPolicy.ASK, PermissionPolicy.DENY])
+def test_deny_pins_the_default_approval_mode_under_an_admin_policy(
+    tmp_path: Path, policy: PermissionPolicy
+) -> None:
+    # ask too: a session recorded with ask before it was refused must not get more
+    session = spec(permission_policy=policy, scratch_dir=tmp_path, allowed_tools=("Read", "Bash"))
+    argv = GeminiBackend().argv(session, "hi", None)
+    assert "--yolo" not in argv
+    assert argv[argv.index("--approval-mode") + 1] == "default"
+    policy_file = Path(argv[argv.index("--admin-policy") + 1])
+    assert policy_file.parent == tmp_path / "gemini"
+    assert policy_file.stat().st_mode & 0o077 == 0
+    assert policy_file.read_text() == deny_policy(("Read", "Bash"))
+    assert GeminiBackend().argv(session, "again", "r1") == [
+        *argv[:-1],
+        "--resume",
+        "r1",
+        "--prompt=again",
+    ]
+
+
+def test_the_deny_policy_denies_every_tool_but_the_allowed_ones_by_gemini_name() -> None:
+    everything, allowed = tomllib.loads(deny_policy(("Read", "Grep", "Glob", "my_mcp_tool")))[
+        "rule"
+    ]
+    assert (everything["toolName"], everything["decision"]) == ("*", "deny")
+    assert allowed["decision"] == "allow" and allowed["priority"] > everything["priority"]
+    assert allowed["toolName"] == [
+        "read_file",
+        "read_many_files",
+        "grep_search",
+        "glob",
+        "list_directory",
+        "my_mcp_tool",
+    ]
+    [_, read_only] = tomllib.loads(deny_policy(()))["rule"]
+    assert "run_shell_command" not in read_only["toolName"]
+    assert "read_file" in read_only["toolName"]
+
+
+@settings(max_examples=100)
+@given(st.lists(st.text(), max_size=4))
+def test_any_tool_name_survives_the_policy_file_quoting(names: list[str]) -> None:
+    assume(all(name not in TOOL_NAMES for name in names) and names)
+    [_, allowed] = tomllib.loads(deny_policy(tuple(names)))["rule"]
+    assert allowed["toolName"] == list(dict.fromkeys(names))
+
+
+def test_ask_is_refused_naming_the_acp_backend_and_no_policy_means_deny() -> None:
+    backend = GeminiBackend()
+    with pytest.raises(InvalidArgument, match="gemini --acp"):
+        backend.check_policy(spec(permission_policy=PermissionPolicy.ASK))
+    for policy in (PermissionPolicy.DENY, PermissionPolicy.ALLOW):
+        backend.check_policy(spec(permission_policy=policy))
+    assert backend.default_policy is PermissionPolicy.DENY
+    assert set(backend.policies) == set(PermissionPolicy)
+
+
+def test_the_result_usage_is_the_turn_own() -> None:
+    [result] = parse(RESULT)
+    assert result.usage is not None and result.usage.scope is p.UsageScope.TURN
 
 
 def test_persona_instructions_open_the_first_prompt_only() -> None:
@@ -507,3 +582,71 @@ def test_an_api_error_ends_the_turn_with_an_error_result_and_the_session_idle(
     assert reported.stream is Stream.STDOUT and "FAIL500" in reported.text
     assert exited.stream is Stream.DAEMON and "exit code 244" in exited.text
     assert gemini.inspect(info.id).status is p.SessionStatus.IDLE
+
+
+def test_two_turns_count_each_token_the_fake_billed_once(
+    gemini: Client, fake: FakeGemini, tmp_path: Path
+) -> None:
+    with gemini.subscribe(p.CHUNK_TOPIC, p.SESSION_TOPIC) as events:
+        info = start(gemini, fake, tmp_path, "first question")
+        first = chunks_until(events, info.id, is_chunk(info.id, ChunkKind.RESULT))[-1]
+        next_event(events, became(info.id, p.SessionStatus.IDLE), TURN_TIMEOUT)
+        after_first = fake.ledger.total()
+        gemini.send("second question", info.id)
+        second = chunks_until(events, info.id, is_chunk(info.id, ChunkKind.RESULT))[-1]
+        next_event(events, became(info.id, p.SessionStatus.IDLE), TURN_TIMEOUT)
+
+    billed = fake.ledger.total()
+    assert len(fake.ledger.bills()) == 2
+    assert first.usage is not None and second.usage is not None
+    assert (first.usage.input_tokens, first.usage.output_tokens) == (
+        after_first.input_tokens,
+        after_first.output_tokens,
+    )
+    assert (second.usage.input_tokens, second.usage.output_tokens) == (
+        billed.input_tokens - after_first.input_tokens,
+        billed.output_tokens - after_first.output_tokens,
+    )
+    totals = gemini.inspect(info.id).usage
+    assert (totals.input_tokens, totals.output_tokens) == (
+        billed.input_tokens,
+        billed.output_tokens,
+    )
+
+
+def permissive_settings(home: Path) -> None:
+    """What people put in their own settings: the shell allowed, every action approved."""
+    path = home / ".gemini" / "settings.json"
+    settings = json.loads(path.read_text())
+    settings["tools"] = {"allowed": ["run_shell_command"]}
+    settings["general"]["defaultApprovalMode"] = "yolo"
+    path.write_text(json.dumps(settings))
+
+
+@pytest.mark.parametrize("how", [{"permission_policy": "deny"}, {"persona": "pm"}])
+def test_deny_holds_against_user_settings_that_allow_the_shell(
+    gemini: Client, fake: FakeGemini, tmp_path: Path, how: dict[str, str]
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    env = gemini_env(tmp_path / "home", fake.url)
+    permissive_settings(tmp_path / "home")
+    with gemini.subscribe(p.CHUNK_TOPIC) as events:
+        info = gemini.start(
+            "gemini", "RUN_TOOL touch pwned", model=MODEL, cwd=project, env=env, **how
+        )
+        chunks = chunks_until(events, info.id, is_chunk(info.id, ChunkKind.RESULT))
+
+    assert not (project / "pwned").exists()
+    assert not of_kind(chunks, ChunkKind.TOOL_USE)
+    # a denied tool is not even offered to the model; the allowed read tools are
+    offered = fake.conversation(fake.model_requests()[0]).tools
+    assert "run_shell_command" not in offered and "read_file" in offered
+
+
+def test_ask_is_refused_at_start_naming_what_can_ask(
+    gemini: Client, fake: FakeGemini, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidArgument, match="gemini --acp"):
+        start(gemini, fake, tmp_path, "hi", permission_policy="ask")
+    assert not fake.requests

@@ -541,7 +541,10 @@ def test_logs_cat_prints_the_records_from_header_to_footer_of_an_ended_session(
 
 
 def test_backends_lists_exec_and_demo_as_available(shared: DaemonProcess) -> None:
-    rows = {line.split()[0]: line.split() for line in ok(shared, "backends").splitlines()}
+    header, *lines = ok(shared, "backends").splitlines()
+    assert header.split() == ["BACKEND", "MODES", "STATUS", "VERSION", "WHERE"]
+    # one row per backend; indented lines under a row (its credentials) belong to it
+    rows = {line.split()[0]: line.split() for line in lines if not line.startswith(" ")}
     infos = msgspec.json.decode(ok(shared, "backends", "--json"), type=list[p.BackendInfo])
 
     assert "ok" in rows["exec"] and "ok" in rows["demo"]

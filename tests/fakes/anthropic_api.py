@@ -2,6 +2,10 @@
 
 Answers ``POST /v1/messages`` (streamed or not), ``POST /v1/messages/count_tokens``,
 ``GET /v1/models`` and the ``HEAD /`` connectivity preflight. Shell tool: ``Bash``.
+
+Every message it answers is billed like the real API: the usage it reports (input tokens
+in ``message_start``, output tokens in the final ``message_delta``) is recorded in
+:attr:`FakeAnthropic.ledger`; :func:`price_usd` is what Claude Code charges for it.
 """
 
 from __future__ import annotations
@@ -9,8 +13,10 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
+from .billing import Bill, Ledger
 from .server import (
     JSON,
+    SLOW_DELAY_S,
     Conversation,
     Events,
     Exchange,
@@ -26,6 +32,15 @@ from .server import (
 )
 
 MODEL_FALLBACK = "claude-opus-4-8"
+OPUS_USD_PER_MTOK = (5.0, 25.0)
+"""What Claude Code 2.1.197 charges for its default model (``claude-opus-4-8``), input and
+output per million tokens (measured: 1668 in + 21 out gave ``total_cost_usd`` 0.008865)."""
+
+
+def price_usd(bill: Bill) -> float:
+    """What Claude Code computes as the cost of one bill of its default model."""
+    per_input, per_output = OPUS_USD_PER_MTOK
+    return (bill.input_tokens * per_input + bill.output_tokens * per_output) / 1e6
 
 
 class FakeAnthropic(FakeServer):
@@ -33,6 +48,14 @@ class FakeAnthropic(FakeServer):
 
     vendor: ClassVar[str] = "Anthropic"
     shell_tool: ClassVar[str] = "Bash"
+
+    def __init__(self, slow_delay: float = SLOW_DELAY_S, *, insist_on_bash: bool = False) -> None:
+        super().__init__(slow_delay)
+        self.ledger = Ledger()
+        """The usage of every message answered, as its response reported it."""
+        self.insist_on_bash = insist_on_bash
+        """Answer ``RUN_TOOL`` with a ``Bash`` call even when the request did not offer
+        Bash: a model that calls a tool it was not given (the CLI must still refuse it)."""
 
     # -- routing
 
@@ -62,7 +85,8 @@ class FakeAnthropic(FakeServer):
             messages.extend(_messages_of(entry))
         return Conversation(
             messages=tuple(messages),
-            tools=frozenset(t.get("name", "") for t in body.get("tools", [])),
+            tools=frozenset(t.get("name", "") for t in body.get("tools", []))
+            | ({"Bash"} if self.insist_on_bash else set()),
             json_schema=_requested_schema(body),
         )
 
@@ -86,6 +110,7 @@ class FakeAnthropic(FakeServer):
         yield from _text_block_events(0, reply)
         if isinstance(reply, ToolReply):
             yield from _tool_block_events(1, reply)
+        self._bill(usage)  # before the CLI can see the final usage (and its result line)
         yield sse(
             "message_delta",
             {
@@ -110,8 +135,14 @@ class FakeAnthropic(FakeServer):
             "content": content,
             "stop_reason": _stop_reason(reply),
             "stop_sequence": None,
-            "usage": _usage(request, reply),
+            "usage": self._bill(_usage(request, reply)),
         }
+
+    def _bill(self, usage: dict[str, int]) -> dict[str, int]:
+        """Record what ``usage`` bills; returns it."""
+        cached = usage["cache_creation_input_tokens"] + usage["cache_read_input_tokens"]
+        self.ledger.record(Bill(usage["input_tokens"], usage["output_tokens"], cached))
+        return usage
 
     def error_payload(self, status: int) -> JSON:
         return _error("api_error", f"Fake Anthropic: HTTP {status} on request (FAIL500)")

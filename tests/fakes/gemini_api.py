@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
+from .billing import Bill, Ledger
 from .server import (
     JSON,
+    SLOW_DELAY_S,
     Conversation,
     Events,
     Exchange,
@@ -43,6 +45,11 @@ class FakeGemini(FakeServer):
 
     vendor: ClassVar[str] = "Gemini"
     shell_tool: ClassVar[str] = "run_shell_command"
+
+    def __init__(self, slow_delay: float = SLOW_DELAY_S) -> None:
+        super().__init__(slow_delay)
+        self.ledger = Ledger()
+        """The usage of every response finished, as its last chunk's ``usageMetadata`` said."""
 
     # -- routing
 
@@ -89,18 +96,24 @@ class FakeGemini(FakeServer):
         for piece in pieces[:-1]:
             yield sse(None, _chunk(request, response_id, [{"text": piece}], None), reply.delay)
         if isinstance(reply, TextReply):
-            yield sse(
-                None, _chunk(request, response_id, [{"text": pieces[-1]}], reply), reply.delay
-            )
+            last = _chunk(request, response_id, [{"text": pieces[-1]}], reply)
+            yield sse(None, self._billed(last), reply.delay)
             return
         yield sse(None, _chunk(request, response_id, [{"text": pieces[-1]}], None))
-        yield sse(None, _chunk(request, response_id, [_function_call_part(reply)], reply))
+        last = _chunk(request, response_id, [_function_call_part(reply)], reply)
+        yield sse(None, self._billed(last))
 
     def json_reply(self, reply: TextReply | ToolReply, request: RecordedRequest) -> JSON:
         parts: list[JSON] = [{"text": reply.text}]
         if isinstance(reply, ToolReply):
             parts.append(_function_call_part(reply))
-        return _chunk(request, new_id(""), parts, reply)
+        return self._billed(_chunk(request, new_id(""), parts, reply))
+
+    def _billed(self, final: JSON) -> JSON:
+        """A response's final chunk, its usage recorded in the ledger as it is sent."""
+        usage = final["usageMetadata"]
+        self.ledger.record(Bill(usage["promptTokenCount"], usage["candidatesTokenCount"]))
+        return final
 
     def error_payload(self, status: int) -> JSON:
         return self._error(status, f"Fake Gemini: HTTP {status} on request (FAIL500)")

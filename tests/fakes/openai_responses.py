@@ -11,8 +11,10 @@ import json
 import time
 from typing import ClassVar
 
+from .billing import Bill, Ledger
 from .server import (
     JSON,
+    SLOW_DELAY_S,
     Conversation,
     Events,
     Exchange,
@@ -36,6 +38,11 @@ class FakeOpenAIResponses(FakeServer):
 
     vendor: ClassVar[str] = "OpenAI"
     shell_tool: ClassVar[str] = "exec_command"
+
+    def __init__(self, slow_delay: float = SLOW_DELAY_S) -> None:
+        super().__init__(slow_delay)
+        self.ledger = Ledger()
+        """The usage of every response completed, as ``response.completed`` reported it."""
 
     # -- routing
 
@@ -82,14 +89,20 @@ class FakeOpenAIResponses(FakeServer):
         if isinstance(reply, ToolReply):
             output.append(_function_call_item(reply))
             yield from _function_call_events(numbers, output[1])
-        done = _response_object(request, "completed", output, _usage(request, reply))
+        done = _response_object(request, "completed", output, self._bill(request, reply))
         yield _event(numbers, "response.completed", response=done)
 
     def json_reply(self, reply: TextReply | ToolReply, request: RecordedRequest) -> JSON:
         output = [_message_item(reply)]
         if isinstance(reply, ToolReply):
             output.append(_function_call_item(reply))
-        return _response_object(request, "completed", output, _usage(request, reply))
+        return _response_object(request, "completed", output, self._bill(request, reply))
+
+    def _bill(self, request: RecordedRequest, reply: TextReply | ToolReply) -> JSON:
+        """The response's ``usage``, recorded in the ledger as it is sent."""
+        usage = _usage(request, reply)
+        self.ledger.record(Bill(usage["input_tokens"], usage["output_tokens"]))
+        return usage
 
     def error_payload(self, status: int) -> JSON:
         return self._error("server_error", f"Fake OpenAI: HTTP {status} on request (FAIL500)")

@@ -12,11 +12,14 @@ Magic words (in the last real user prompt):
 * ``SLOW``: stream the reply in 40 deltas, 0.1 s apart.
 * ``FAIL500``: answer HTTP 500.
 * ``HANG``: read the request and never answer (until the server shuts down).
+* ``DIGEST``: answer ``Prompt of N characters, sha256 <hex>`` about the whole prompt (its
+  UTF-8 bytes), so a test can check that a prompt of any size arrived intact.
 * anything else: ``Hello from fake <vendor>! You said: <prompt> (turn N)``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -164,6 +167,8 @@ def _steer(
         return ErrorReply(500)
     if _magic("HANG", prompt):
         return HangReply()
+    if _magic("DIGEST", prompt):
+        return TextReply(prompt_digest(prompt))
     tool = _RUN_TOOL.search(prompt)
     if tool:
         if shell_tool not in conversation.tools:
@@ -174,6 +179,12 @@ def _steer(
     if _magic("SLOW", prompt):
         return TextReply(text, deltas=SLOW_DELTAS, delay=slow_delay)
     return TextReply(text)
+
+
+def prompt_digest(prompt: str) -> str:
+    """What the fake answers to a ``DIGEST`` prompt: its size and hash, never its text."""
+    digest = hashlib.sha256(prompt.encode()).hexdigest()
+    return f"Prompt of {len(prompt)} characters, sha256 {digest}"
 
 
 def _magic(word: str, prompt: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import threading
@@ -95,6 +96,19 @@ def test_default_reply_is_streamed_in_several_deltas(fake_class: type[FakeServer
         assert len(deltas) > 1
         assert "".join(deltas) == f"Hello from fake {fake.vendor}! You said: hi (turn 1)"
         assert fake.visible_text(fake.model_requests()[0]) == "user: hi"
+
+
+@pytest.mark.parametrize("fake_class", list(MODEL_PATHS))
+def test_digest_answers_the_size_and_sha256_of_the_whole_prompt(
+    fake_class: type[FakeServer],
+) -> None:
+    prompt = "DIGEST " + "é" * 300_000
+    with fake_class() as fake:
+        status, raw = request(fake, "POST", MODEL_PATHS[fake_class], user_body(fake_class, prompt))
+        reply = "".join(streamed_text(fake_class, sse_payloads(raw)))
+    digest = hashlib.sha256(prompt.encode()).hexdigest()
+    assert status == 200
+    assert reply == f"Prompt of {len(prompt)} characters, sha256 {digest}"
 
 
 @pytest.mark.parametrize("fake_class", list(MODEL_PATHS))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -309,3 +310,74 @@ def test_demo_backend_turns_parse_into_chunks(spec: SessionSpec) -> None:
     [result] = [c for c in second if c.kind is ChunkKind.RESULT]
     assert result.text.startswith("Turn 2. You said: again. Before that you said: hello.")
     assert {c.cli_session_id for c in second} == {cli_session_id}
+
+
+def test_a_print_flag_without_a_prompt_reads_the_prompt_from_stdin(env: dict[str, str]) -> None:
+    prompt = "-starts with a dash and spans\nlines " + "x" * 300_000  # no argv could hold it
+    done = subprocess.run(
+        [*DEMO, *FLAGS, "-p"],
+        input=prompt,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    [result] = [line for line in lines if line["type"] == "result"]
+    digest = hashlib.sha256(prompt.encode()).hexdigest()
+    assert result["result"].startswith(
+        f"Turn 1. You said: {len(prompt)} characters with sha256 {digest}."
+    )
+
+
+def test_an_empty_stdin_is_an_empty_prompt_and_refused(env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [*DEMO, *FLAGS, "-p"],
+        stdin=subprocess.DEVNULL,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "the prompt must not be empty" in done.stderr
+
+
+def test_a_short_prompt_is_repeated_and_a_long_one_told_by_size_and_digest(
+    env: dict[str, str],
+) -> None:
+    short, long = "a" * 1000, "b" * 1001
+    first = run(env, short)
+    second = run(env, long, "--resume", first.session_id)
+    digest = hashlib.sha256(long.encode()).hexdigest()
+    assert f"You said: {short}." in first.result["result"]
+    assert f"You said: 1001 characters with sha256 {digest}." in second.result["result"]
+    assert f"Before that you said: {short}." in second.result["result"]
+
+
+def test_demo_backend_stdin_turn_runs_the_same_turn_with_the_prompt_on_stdin(
+    spec: SessionSpec,
+) -> None:
+    backend = DemoBackend()
+    turn = backend.stdin_turn(spec, "hello", "abc")
+    assert turn.argv == [*DEMO, *FLAGS, "--resume", "abc", "-p"]
+    assert turn.prompt == b"hello"
+    env = {**os.environ, **backend.environment(spec)}
+    done = subprocess.run(
+        backend.stdin_turn(spec, "from stdin", None).argv,
+        input=b"from stdin",
+        env=env,
+        cwd=spec.cwd,
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    parser = backend.driver(spec)
+    chunks = [
+        c for line in done.stdout.splitlines() for c in parser.parse(line.decode(), Stream.STDOUT)
+    ]
+    [result] = [c for c in chunks if c.kind is ChunkKind.RESULT]
+    assert result.text.startswith("Turn 1. You said: from stdin.")

@@ -7,11 +7,13 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from agentplex.plugins.claude import ClaudeBackend
 from agentplex.protocol.errors import EXIT_CONFIG, ConfigError
 from agentplex.supervisor.config import Config
 from agentplex.supervisor.config_file import export_to_environment, load
@@ -178,3 +180,79 @@ def test_the_readme_example_is_a_valid_config_file(tmp_path: Path) -> None:
     resolved = load(write(tmp_path, example.group(1)), environ={})
     assert resolved.config.metrics_port == 9464
     assert resolved.config.backend_flags == {"claude": ("--verbose",)}
+
+
+# ---------------------------------------------------------------------- issue 13 item 9
+
+
+ROUND_TRIP_FILE = """\
+[limits]
+max_sessions = 12
+[daemon]
+env_allowlist = ["MY_VAR"]
+env_file = "agentplex.env"
+fd_reserve = 100
+[backends.claude]
+cli = "claude"
+flags = ["--verbose"]
+env = {ANTHROPIC_BASE_URL = "http://127.0.0.1:9"}
+"""
+
+
+def test_config_show_prints_valid_toml_that_loads_as_the_same_config(short_tmp: Path) -> None:
+    (short_tmp / "agentplex.env").write_text("A=1\n")
+    path = write(short_tmp, ROUND_TRIP_FILE)
+    done = run_cli(short_tmp, "--config", str(path), "config", "show")
+    assert done.returncode == 0, done.stderr
+    shown = tomllib.loads(done.stdout)  # [daemon] once: its keys come from two places
+    assert shown["daemon"]["fd_reserve"] == 100 and shown["daemon"]["env_allowlist"] == ["MY_VAR"]
+    again = short_tmp / "shown.toml"
+    again.write_text(done.stdout)
+    dirs = {
+        "AGENTPLEX_RUNTIME_DIR": str(short_tmp / "run"),
+        "AGENTPLEX_STATE_DIR": str(short_tmp / "state"),
+    }
+    assert load(again, environ={}).config == load(path, environ=dirs).config
+
+
+def test_a_backend_table_for_an_unknown_backend_is_refused_naming_the_known_ones(
+    short_tmp: Path,
+) -> None:
+    path = write(short_tmp, '[backends.claud]\ncli = "/opt/claude"\n')
+    with pytest.raises(ConfigError) as caught:
+        load(path, environ={})
+    assert "unknown backend 'claud'" in caught.value.message
+    assert "claude" in caught.value.message.split("known:")[1]
+    done = run_cli(short_tmp, "--config", str(path), "config", "show")
+    assert done.returncode == EXIT_CONFIG
+    assert "AGENTPLEX_CLAUD_CLI" not in done.stdout + done.stderr
+
+
+def test_a_bare_cli_name_is_looked_up_on_path_not_next_to_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "claude").write_text("#!/bin/sh\n")
+    (bin_dir / "claude").chmod(0o755)
+    (tmp_path / "conf").mkdir()
+    path = write(tmp_path / "conf", '[backends.claude]\ncli = "claude"\n')
+    resolved = load(path, environ={})
+    assert {s.key: s.value for s in resolved.settings}["backends.claude.cli"] == "claude"
+    environ: dict[str, str] = {}
+    export_to_environment(resolved, environ)
+    monkeypatch.setenv("AGENTPLEX_CLAUDE_CLI", environ["AGENTPLEX_CLAUDE_CLI"])
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.chdir(tmp_path)
+    assert ClaudeBackend().locate().executable == str(bin_dir / "claude")
+
+
+def test_backend_env_tables_and_an_env_file_are_read(tmp_path: Path) -> None:
+    path = write(tmp_path, ROUND_TRIP_FILE)
+    with pytest.raises(ConfigError, match=r"env file .*agentplex\.env: cannot read"):
+        load(path, environ={})  # a missing env file stops the daemon at start
+    (tmp_path / "agentplex.env").write_text("A=1\n")
+    config = load(path, environ={}).config
+    assert config.backend_env == {"claude": {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}}
+    assert config.env_file == str(tmp_path / "agentplex.env")
+    assert config.env_allowlist == ("MY_VAR",)  # added to the default list, not instead

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support import DaemonProcess
+from support import DaemonProcess, start_daemon
+
+from agentplex.cli.doctor import SystemdUnit, parse_unit, where_to_set
 
 
 def doctor(env: dict[str, str]) -> tuple[int, dict[str, dict[str, str]]]:
@@ -61,3 +63,86 @@ def test_problems_come_with_a_fix(short_tmp: Path) -> None:
     assert checks["backend codex"]["status"] == "warn"
     assert "[backends.codex] cli" in checks["backend codex"]["fix"]
     assert checks["spawning"]["status"] == "warn" and "setpriv" in checks["spawning"]["fix"]
+
+
+# ---------------------------------------------------------- backends as the daemon sees them
+
+
+def fake_cli(directory: Path) -> Path:
+    """An executable that stands for the codex CLI (doctor only looks for it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    exe = directory / "codex"
+    exe.write_text("#!/bin/sh\necho codex-fake\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def test_a_cli_and_a_key_set_only_in_the_daemons_environment_are_ok(short_tmp: Path) -> None:
+    cli = fake_cli(short_tmp / "bin")
+    daemon_env = {"AGENTPLEX_CODEX_CLI": str(cli), "OPENAI_API_KEY": "sk-test"}
+    daemon = start_daemon(short_tmp, env=daemon_env)
+    try:
+        env = dict(daemon.env, XDG_CONFIG_HOME=str(short_tmp / "xdg"))
+        for name in daemon_env:
+            env.pop(name, None)  # this shell knows neither
+        _, checks = doctor(env)
+        codex = checks["backend codex"]
+        assert codex["status"] == "ok", codex
+        assert codex["detail"].startswith(
+            f"version unknown at {cli} (daemon {daemon.process.pid}); credentials: "
+        )
+        assert "OPENAI_API_KEY" in codex["detail"] and "sk-test" not in codex["detail"]
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_a_cli_set_only_in_this_shell_is_a_warning_that_says_where_the_daemon_reads_it(
+    short_tmp: Path,
+) -> None:
+    cli = fake_cli(short_tmp / "bin")
+    daemon = start_daemon(short_tmp)  # without AGENTPLEX_CODEX_CLI, codex not on its PATH
+    try:
+        env = dict(daemon.env, XDG_CONFIG_HOME=str(short_tmp / "xdg"))
+        env["AGENTPLEX_CODEX_CLI"] = str(cli)
+        _, checks = doctor(env)
+        codex = checks["backend codex"]
+        assert codex["status"] == "warn", codex
+        pid = daemon.process.pid
+        assert codex["detail"].startswith(f"daemon {pid} cannot run it: 'codex' not found on PATH")
+        assert codex["detail"].endswith(
+            f"; this shell finds it at {cli}, but the daemon has its own environment "
+            "(it does not see variables set in this shell)"
+        )
+        config = short_tmp / "xdg" / "agentplex" / "config.toml"
+        assert codex["fix"] == (
+            "set AGENTPLEX_CODEX_CLI=/path/to/cli (or a PATH that has it) in the environment "
+            'the daemon is started from, or set [backends.codex] cli = "/path/to/cli" in the '
+            f"daemon's config file (by default {config}); then restart the daemon"
+        )
+        listed = daemon.cli("backends")  # the daemon's view, with a header row
+        assert listed.stdout.splitlines()[0].split() == [
+            "BACKEND",
+            "MODES",
+            "STATUS",
+            "VERSION",
+            "WHERE",
+        ]
+        [row] = [line for line in listed.stdout.splitlines() if line.startswith("codex ")]
+        assert row.split()[2] == "missing"
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_the_fix_names_the_systemd_unit_a_daemon_runs_in() -> None:
+    cgroup = "0::/user.slice/user-1000.slice/user@1000.service/app.slice/agentplex.service\n"
+    assert parse_unit(cgroup) == SystemdUnit("agentplex.service", user=True)
+    assert parse_unit("0::/system.slice/system-agentplex.slice/agentplex@bob.service\n") == (
+        SystemdUnit("agentplex@bob.service", user=False)
+    )
+    assert parse_unit("0::/user.slice/user-1000.slice/session-3.scope\n") is None
+    fix = where_to_set("claude", SystemdUnit("agentplex.service", user=True))
+    assert fix.startswith(
+        "systemctl --user edit agentplex.service and add [Service] "
+        "Environment=AGENTPLEX_CLAUDE_CLI=/path/to/cli"
+    )
+    assert fix.endswith("then systemctl --user restart agentplex.service")

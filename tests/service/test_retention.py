@@ -6,16 +6,25 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import DaemonProcess, start_daemon
+from support import DaemonProcess, next_event, start_daemon
 
+from agentplex import protocol as p
 from agentplex.cli.admin import parse_before
-from agentplex.protocol.errors import InvalidArgument
-from agentplex.supervisor.retention import RetentionPolicy, apply_policy, purge, select
+from agentplex.client import Client
+from agentplex.protocol.errors import EXIT_NOINPUT, InvalidArgument, TranscriptGone
+from agentplex.supervisor.retention import (
+    Outcome,
+    RetentionPolicy,
+    apply_policy,
+    purge,
+    select,
+)
 
 DAY = 86400.0
 
@@ -93,10 +102,11 @@ def test_purge_lists_what_it_deleted_and_spares_the_live_session(daemon: DaemonP
     dry = daemon.cli("purge", "--tag", "work", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == [finished.transcript]
-    assert "would delete 1 transcripts" in dry.stderr
+    assert "would delete 1 transcript (" in dry.stderr  # one transcript, not "1 transcripts"
     assert Path(finished.transcript).exists()
     done = daemon.cli("purge", "--tag", "work", "--json")
     assert json.loads(done.stdout) == [finished.transcript]
+    assert "agentplex purge: deleted 1 transcript (" in done.stderr
     assert not Path(finished.transcript).exists()
     assert Path(live.transcript).exists() and other.exists()
     assert daemon.cli("purge").returncode == 2  # nothing named: refused
@@ -119,3 +129,95 @@ def test_the_daemon_applies_the_policy_when_it_starts(short_tmp: Path) -> None:
         assert daemon.stop() == 0
     logged = [r for r in daemon.log_lines if r["event"] == "retention_applied"]
     assert logged[0]["compressed"] == 1 and logged[0]["deleted"] == 1
+
+
+def test_outcomes_are_told_with_the_right_plural() -> None:
+    one, two = [Path("a.jsonl")], [Path("a.jsonl"), Path("b.jsonl")]
+    assert Outcome(deleted=one).summary() == "deleted 1 transcript (0.0 MiB)"
+    assert Outcome(deleted=two).summary(dry_run=True) == "would delete 2 transcripts (0.0 MiB)"
+    both = Outcome(compressed=two, deleted=one, freed_bytes=3 << 20)
+    assert both.summary() == "compressed 2 transcripts, deleted 1 transcript (3.0 MiB)"
+    assert Outcome().summary() == "deleted 0 transcripts (0.0 MiB)"
+
+
+LINES = [f"line {i}" for i in range(1, 21)]
+PRINTS = f"print('\\n'.join({LINES!r}))"
+COMPRESS_AT_ONCE = {
+    "AGENTPLEX_RETENTION_COMPRESS_AFTER_DAYS": "0.00001",  # under a second
+    "AGENTPLEX_RETENTION_EVERY_HOURS": "0.0001",  # a pass every 0.36 s
+    "AGENTPLEX_REPLAY_RING_CHUNKS": "2",  # so that replay reads the transcript
+}
+
+
+def _run_to_end(client: Client, tag: str) -> p.SessionInfo:
+    """A session that prints LINES and ends."""
+    with client.subscribe(p.SESSION_TOPIC) as events:
+        info = client.start("exec", argv=[sys.executable, "-c", PRINTS], tag=tag)
+        next_event(
+            events,
+            lambda e: isinstance(e, p.SessionTerminated) and e.session.id == info.id,
+            timeout=30,
+        )
+    return info
+
+
+def _texts(page: p.Replayed) -> list[str]:
+    return [chunk.text for raw in page.chunks for chunk in p.expand(p.chunk_decoder.decode(raw))]
+
+
+def _reads_whole(daemon: DaemonProcess, info: p.SessionInfo) -> None:
+    """Replay, follow, attach and logs all read the session's whole (compressed) transcript."""
+    with daemon.client() as client:
+        assert _texts(client.replay(info.id, 1, limit=100)) == LINES
+        assert [chunk.text for chunk in client.follow(info.id)] == LINES
+    attach = daemon.cli("attach", info.id)
+    assert (attach.returncode, attach.stdout) == (0, "".join(f"{x}\n" for x in LINES)), attach
+    logs = daemon.cli("logs", info.id)
+    assert (logs.returncode, logs.stdout) == (0, f"{info.transcript}.gz\n"), logs
+    cat = daemon.cli("logs", "--cat", info.id)
+    assert cat.returncode == 0, cat.stderr
+    kinds = [json.loads(line)["type"] for line in cat.stdout.splitlines()]
+    assert kinds[0] == "header" and kinds[-1] == "footer" and "agent.chunks" in kinds
+
+
+def test_a_transcript_compressed_by_retention_still_reads_everywhere(short_tmp: Path) -> None:
+    daemon = start_daemon(short_tmp, env=COMPRESS_AT_ONCE)
+    try:
+        with daemon.client() as client:
+            info = _run_to_end(client, "old")
+        packed = Path(info.transcript + ".gz")
+        wait_until(lambda: packed.exists() and not Path(info.transcript).exists())
+        _reads_whole(daemon, info)
+    finally:
+        assert daemon.stop() == 0
+    # Restarted with keep_ended 0, the daemon holds it no more: the table's archive
+    # rebuilds it on demand, and it is read from the .gz all the same.
+    daemon = start_daemon(short_tmp, env={**COMPRESS_AT_ONCE, "AGENTPLEX_KEEP_ENDED": "0"})
+    try:
+        with daemon.client() as client:
+            assert info.id not in [s.id for s in client.list().sessions]
+            assert info.id in [s.id for s in client.list(all=True).sessions]
+        _reads_whole(daemon, info)
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_a_purged_session_leaves_ls_and_says_its_transcript_is_gone(
+    daemon: DaemonProcess, client: Client
+) -> None:
+    info = _run_to_end(client, "scratch")
+    kept = _run_to_end(client, "keep")
+    purged = daemon.cli("purge", "--tag", "scratch")
+    assert purged.returncode == 0, purged.stderr
+    assert "agentplex purge: deleted 1 transcript (" in purged.stderr
+    for everything in (False, True):
+        listed = [s.id for s in client.list(all=everything).sessions]
+        assert info.id not in listed and kept.id in listed
+    for command in (["logs"], ["logs", "--cat"], ["attach"]):
+        done = daemon.cli(*command, info.id)
+        assert done.returncode == EXIT_NOINPUT, done
+        assert done.stderr.startswith(f"agentplex {command[0]}: the transcript "), done.stderr
+        assert "was deleted" in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(TranscriptGone, match="was deleted"):
+        client.replay(info.id)
+    assert _texts(client.replay(kept.id)) == LINES

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import subprocess
@@ -124,11 +125,39 @@ def test_without_a_running_systemd_the_unit_is_written_and_the_failure_said(
     path = fake_systemctl(
         short_tmp / "bin", 'echo "Failed to connect to bus: No medium found" >&2; exit 1'
     )
-    done = install(short_tmp, "--system", "--as", "alice", "--unit-dir", str(short_tmp), path=path)
+    user = getpass.getuser()  # --as must name a user that exists
+    done = install(short_tmp, "--system", "--as", user, "--unit-dir", str(short_tmp), path=path)
     assert done.returncode == 69
     assert (short_tmp / "agentplex@.service").exists()
     assert "not enabled: systemctl daemon-reload failed: Failed to connect to bus" in done.stderr
-    assert "systemctl daemon-reload; systemctl enable agentplex@alice.service" in done.stderr
+    assert f"systemctl daemon-reload; systemctl enable agentplex@{user}.service" in done.stderr
+
+
+def test_a_system_instance_for_a_user_that_does_not_exist_is_refused(short_tmp: Path) -> None:
+    log = short_tmp / "calls"
+    path = fake_systemctl(short_tmp / "bin", f'echo "$@" >> {log}')
+    units = short_tmp / "units"
+    done = install(
+        short_tmp, "--system", "--as", "nosuchuser", "--unit-dir", str(units), path=path
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "agentplex service: no such user 'nosuchuser' on this machine "
+        "(--as names the user the instance runs as)\n"
+    )
+    assert not units.exists() and not log.exists()  # nothing written, systemctl never run
+
+
+def test_as_without_system_is_refused(short_tmp: Path) -> None:
+    done = install(short_tmp, "--as", getpass.getuser(), "--dry-run")
+    assert done.returncode == 2
+    assert "--as names the user of a system instance: use it with --system" in done.stderr
+
+
+@pytest.mark.parametrize("scope", ["user", "system"])
+def test_systemctl_reload_sends_the_daemon_sighup(scope: str) -> None:
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in SHIPPED[scope].read_text().splitlines()
 
 
 def test_dry_run_writes_nothing(short_tmp: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from agentplex import protocol as p
 from agentplex.plugins.codex import PASSED_THROUGH
 from agentplex.supervisor.backends import BackendRegistry
 from agentplex.supervisor.bus import Bus
-from agentplex.supervisor.config import Config
+from agentplex.supervisor.config import DEFAULT_ENV_ALLOWLIST, Config
 from agentplex.supervisor.context import SessionContext
 from agentplex.supervisor.durable import Flusher
 from agentplex.supervisor.events import EventPublisher
@@ -79,9 +80,14 @@ CASES = [
             model="gpt-test",
             permission_policy=p.PermissionPolicy.ALLOW,
             tag="factory",
-            env={"EXTRA": "given"},
+            env={"EXTRA": "given", "SESSION_TOKEN": "tok-secret"},
         ),
-        {"LANG": "C.UTF-8", "OPENAI_API_KEY": "sk-test", "EXTRA": "given"},
+        {
+            "LANG": "C.UTF-8",
+            "OPENAI_API_KEY": "sk-test",
+            "EXTRA": "given",
+            "SESSION_TOKEN": "tok-secret",
+        },
         {
             "mode": p.BackendMode.TURN,
             "persona": "QA",
@@ -137,8 +143,10 @@ def test_a_session_rebuilt_from_its_record_gets_the_environment_and_spec_it_star
     context.table.close()
     (record,) = SessionTable(Path(context.config.state_dir)).load()  # as a restart reads it
     rebuilt = factory.rebuild(record, backend)
+    defaults = {k: os.environ[k] for k in DEFAULT_ENV_ALLOWLIST if k in os.environ}
     try:
-        assert environment_of(fresh) == {**env, SESSION_MARKER: fresh.id}
+        assert "tok-secret" not in str(record)  # kept in the runtime dir's secrets instead
+        assert environment_of(fresh) == {**defaults, **env, SESSION_MARKER: fresh.id}
         assert environment_of(rebuilt) == environment_of(fresh)
         assert {name: getattr(fresh.spec, name) for name in spec} == spec
         assert fresh.spec.cwd == tmp_path

@@ -251,7 +251,7 @@ def test_recovery_lists_every_session_whose_transcript_exists_though_the_table_l
             _wait(lambda: _journal_settled(daemon, kept), "the journal to settle")
             journal = daemon.state_dir / JOURNAL_FILE
             lines_of_kept = journal.read_bytes()
-            ended = client.start("exec", argv=["true"])
+            ended = client.start("exec", argv=["sleep", "600"])
             client.terminate(ended.id)
             live = client.start("exec", argv=["sleep", "600"])
             _wait(lambda: _journal_settled(daemon, live.id), "the journal to settle")
