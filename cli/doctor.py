@@ -47,8 +47,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     d = sub.add_parser(
         "doctor",
         help="check the runtime and state dirs, the daemon, disk space and backend CLIs",
+        description="Check everything agentplex needs; exit 1 if a check fails (warnings "
+        "alone exit 0).",
     )
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--json", action="store_true", help="the checks as a JSON array")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agentplex import protocol as p
-from agentplex.cli import admin, doctor, service, top
+from agentplex.cli import admin, doctor, panel, service, top
 from agentplex.cli.parser import parse_args
 from agentplex.cli.render import (
     ChunkPrinter,
@@ -44,7 +44,7 @@ def cmd_start(client: Client, args: argparse.Namespace) -> int:
         argv = argv[1:]
     info = client.start(
         args.backend,
-        args.prompt,
+        None if args.prompt is None else text_argument(args.prompt),
         persona=args.persona,
         mode=args.mode,
         model=args.model,
@@ -71,8 +71,24 @@ def parse_env(pairs: Sequence[str]) -> dict[str, str]:
     return env
 
 
+STDIN = "-"
+"""A prompt or message given as ``-`` is read from standard input: one argument holds at
+most 128 KiB, and people paste logs and whole files."""
+
+
+def text_argument(value: str) -> str:
+    """A prompt or message argument; ``-``: standard input, less its trailing newlines (as
+    ``$(cat file)`` would read it)."""
+    if value != STDIN:
+        return value
+    try:
+        return sys.stdin.buffer.read().decode().rstrip("\n")
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"standard input is not UTF-8 text ({exc.reason})") from None
+
+
 def cmd_send(client: Client, args: argparse.Namespace) -> int:
-    reply = client.send(args.message, args.session)
+    reply = client.send(text_argument(args.message), args.session)
     return _print_reply(reply, args)
 
 
@@ -171,6 +187,9 @@ def cmd_backends(client: Client, args: argparse.Namespace) -> int:
         if b.credentials:  # names only: the daemon never sends a value
             found = ", ".join(b.credentials_found) or "none found (see README: Credentials)"
             print(f"{'':<8} credentials: {found}")
+        if args.policies:
+            for policy, what in b.policies.items():
+                print(f"{'':<8} {policy:<6} {what}")
     return 0
 
 
@@ -186,11 +205,15 @@ def cmd_personas(client: Client, args: argparse.Namespace) -> int:
         if args.reload:
             for change in reply.changes or ["nothing changed"]:
                 print(f"reloaded: {change}")
+        policies = {b.id: b.policies for b in client.backends()} if reply.personas else {}
         for persona in reply.personas:
             backend = persona.backend or "-"
             mark = "  (!) see below" if persona.problem else ""
             line = f"{persona.icon or ' '} {persona.name:<12} {backend:<8} {persona.description}"
             print(line + mark)
+            policy = persona.permission_policy.value
+            what = policies.get(persona.backend or "demo", {}).get(policy, "")
+            print(f"{'':<23} policy {policy}{': ' + what if what else ''}")
         for problem in reply.problems:
             print(f"agentplex personas: {problem}", file=sys.stderr)
     return EXIT_CONFIG if reply.problems else 0
@@ -209,6 +232,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "events": cmd_events,
     "logs": cmd_logs,
     "backends": cmd_backends,
+    "panel": panel.run,
 }
 
 

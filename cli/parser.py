@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from agentplex.cli import admin, doctor, service, top
+from agentplex.cli import admin, doctor, panel, service, top
 from agentplex.protocol.errors import InvalidArgument
 from agentplex.supervisor import __version__
 
@@ -50,6 +50,7 @@ examples:
   agentplex send "tell me more"               # to the active session
   agentplex send 3f2a "tell me more"          # to session 3f2a...
   agentplex send -s 3f2a "tell me more"       # the same
+  agentplex send 3f2a - < notes.md            # '-': the message from standard input
 """
 
 
@@ -92,7 +93,22 @@ def _add_daemon(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d = sub.add_parser("demo", help="start a daemon (if none runs) and a demo session, offline")
     d.add_argument("--state-dir", help="where the demo daemon keeps transcripts")
-    d.add_argument("--turns", type=int, default=3, help="how many turns to show (default 3)")
+    d.add_argument(
+        "--turns", type=_turns, default=3, help="how many turns to show, 1 or more (default 3)"
+    )
+
+
+def _turns(text: str) -> int:
+    """``demo --turns``: a whole number, 1 or more (argparse reports the error, exit 2)."""
+    try:
+        turns = int(text)
+    except ValueError:
+        turns = 0
+    if turns < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of turns, 1 or more, got {text!r}"
+        )
+    return turns
 
 
 def _add_start(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -108,7 +124,11 @@ def _add_start(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument("--mode", choices=["turn", "long_lived"], help="if the backend has both")
     s.add_argument("--model", help="model for the agent CLI (default: the persona's)")
     s.add_argument(
-        "--policy", choices=["ask", "allow", "deny"], help="answer to tool permission requests"
+        "--policy",
+        choices=["ask", "allow", "deny"],
+        help="tool permissions: what each does depends on the backend (claude turn mode and "
+        "codex/gemini cannot ask; deny holds through the CLI's own flags): see "
+        "'agentplex backends --policies'",
     )
     s.add_argument("--tag", "-t", help="tag: groups transcripts under <state>/sessions/<tag>/")
     s.add_argument("--cwd", default=os.getcwd(), help="working directory (default: here)")
@@ -120,7 +140,12 @@ def _add_start(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="let what the agent leaves running outlive it (until terminated)",
     )
     s.add_argument("--json", action="store_true", help="print the session as JSON")
-    s.add_argument("prompt", nargs="?", help="first prompt (required for turn-based backends)")
+    s.add_argument(
+        "prompt",
+        nargs="?",
+        help="first prompt (required for turn-based backends); '-' reads it from standard "
+        "input, for one over the 128 KiB an argument holds: start -b claude - < big.log",
+    )
     s.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
 
@@ -139,7 +164,8 @@ def _add_session_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         "words",
         nargs="+",
         metavar="[SESSION] MESSAGE",
-        help="the message, optionally preceded by the session id or prefix",
+        help="the message ('-': read it from standard input), optionally preceded by the "
+        "session id or prefix",
     )
     s.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
     for name, helptext in (
@@ -160,13 +186,19 @@ def _add_session_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     pm.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
     k = sub.add_parser("kill", help="terminate a session and its whole process tree")
     k.add_argument("session", nargs="?", help="session id or prefix (default: the active one)")
-    k.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL")
-    k.add_argument("--json", action="store_true")
+    k.add_argument(
+        "--grace",
+        type=float,
+        help="seconds between SIGTERM and SIGKILL (default: the daemon's [grace] terminate, 5)",
+    )
+    k.add_argument("--json", action="store_true", help="print the terminated session as JSON")
 
 
 def _add_views(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ls = sub.add_parser("ls", help="list sessions")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument(
+        "--json", action="store_true", help="a JSON array of sessions, each with \"active\""
+    )
     ls.add_argument(
         "--all", "-a", action="store_true", help="also sessions ended over keep_ended ago"
     )
@@ -189,9 +221,16 @@ def _add_views(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     lg.add_argument("--cat", action="store_true", help="print the transcript's records")
     lg.add_argument("--json", action="store_true", help="the session as JSON (--cat: NDJSON)")
     b = sub.add_parser("backends", help="list backends, whether their CLI was found, versions")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--json", action="store_true", help="a JSON array, one object per backend")
+    b.add_argument(
+        "--policies", action="store_true", help="also say what ask, allow and deny do with each"
+    )
     ps = sub.add_parser("personas", help="list persona templates (and broken template files)")
-    ps.add_argument("--json", action="store_true")
+    ps.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object: {"personas": [...], "problems": [...]} (exit 78 if a problem)',
+    )
     ps.add_argument("--reload", action="store_true", help="have the daemon read them again first")
 
 
@@ -200,6 +239,7 @@ def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     doctor.add_parser(sub)
     admin.add_parsers(sub)
     top.add_parser(sub)
+    panel.add_parser(sub)
 
 
 DURATIONS = (

@@ -23,6 +23,7 @@ from anyio.abc import TaskGroup
 
 from agentplex import protocol as p
 from agentplex.client.follow import follow
+from agentplex.client.panels import PanelMethods
 from agentplex.client.runtime_dir import check_daemon_running as check_daemon_running
 from agentplex.protocol.errors import (
     AgentplexError,
@@ -43,7 +44,7 @@ SUB_HIGH_WATER_MARK = 100_000
 _E = TypeVar("_E", bound=enum.StrEnum)
 
 
-class AsyncClient:
+class AsyncClient(PanelMethods):
     """Talks to one daemon. Use as ``async with AsyncClient() as client: ...``.
 
     Requests may run concurrently; each waits for the reply with its own id and raises
@@ -220,8 +221,9 @@ class AsyncClient:
                 await waiter.event.wait()
         except TimeoutError:
             raise RequestTimeout(
-                f"the daemon did not answer a {type(request).__name__.lower()} request "
-                f"within {limit:g} s"
+                f"the daemon did not answer a '{type(request).__struct_config__.tag}' request "
+                f"within {limit:g} s: it may be stopped or very busy; allow it longer with a "
+                "larger timeout (agentplex --timeout SECONDS)"
             ) from None
         finally:
             self._waiting.pop(request_id, None)

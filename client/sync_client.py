@@ -168,6 +168,14 @@ class Client:
     personas = _blocking(AsyncClient.personas)
     ping = _blocking(AsyncClient.ping)
     replay = _blocking(AsyncClient.replay)
+    panel_create = _blocking(AsyncClient.panel_create)
+    panel_list = _blocking(AsyncClient.panel_list)
+    panel_show = _blocking(AsyncClient.panel_show)
+    panel_say = _blocking(AsyncClient.panel_say)
+    panel_react = _blocking(AsyncClient.panel_react)
+    panel_decide = _blocking(AsyncClient.panel_decide)
+    panel_control = _blocking(AsyncClient.panel_control)
+    panel_report = _blocking(AsyncClient.panel_report)
 
     @contextmanager
     def subscribe(

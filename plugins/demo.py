@@ -2,7 +2,9 @@
 
 It runs :mod:`agentplex.plugins.demo_agent` with the current interpreter, one process per
 turn, and reads its output with the Claude stream-json parser, so it exercises the same
-paths a real ``claude`` session does.
+paths a real ``claude`` session does. The persona reaches it as it reaches Claude (its
+instructions in ``--append-system-prompt``) and by name in ``AGENTPLEX_DEMO_PERSONA``, so that
+in a panel it answers in character (:mod:`agentplex.plugins.demo_panel`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from agentplex.plugins.stream_json import ClaudeStreamParser
 
 DELAY_VARIABLE = "AGENTPLEX_DEMO_DELAY"
 """Seconds per typed word; passed on when the session's or the daemon's environment sets it."""
+PASSED_ON = (DELAY_VARIABLE, "AGENTPLEX_DEMO_RECORD", "AGENTPLEX_DEMO_SEED")
+"""Variables the agent reads, passed on from the session's or else the daemon's environment
+(a test sets them on the daemon it starts)."""
+PERSONA_VARIABLE = "AGENTPLEX_DEMO_PERSONA"
 
 AGENT = (sys.executable, "-m", "agentplex.plugins.demo_agent")
 STREAM_FLAGS = ("--output-format", "stream-json", "--verbose", "--include-partial-messages")
@@ -39,22 +45,31 @@ class DemoBackend:
             return None
 
     def argv(self, spec: SessionSpec, message: str | None, resume_id: str | None) -> list[str]:
-        argv = [*AGENT, "-p", message or "", *STREAM_FLAGS]
+        argv = [*AGENT, "-p", message or "", *STREAM_FLAGS, *persona_flags(spec)]
         return [*argv, "--resume", resume_id] if resume_id else argv
 
     def stdin_turn(self, spec: SessionSpec, message: str, resume_id: str | None) -> StdinTurn:
         # "-p" last and without a value: the agent reads its prompt from stdin, as Claude does.
         resume = ["--resume", resume_id] if resume_id else []
-        return StdinTurn([*AGENT, *STREAM_FLAGS, *resume, "-p"], message.encode())
+        argv = [*AGENT, *STREAM_FLAGS, *persona_flags(spec), *resume, "-p"]
+        return StdinTurn(argv, message.encode())
 
     def environment(self, spec: SessionSpec) -> dict[str, str]:
         home = (spec.scratch_dir / "demo").absolute()
         home.mkdir(parents=True, exist_ok=True)
         env = {"AGENTPLEX_DEMO_HOME": str(home)}
-        delay = spec.env.get(DELAY_VARIABLE, os.environ.get(DELAY_VARIABLE))
-        if delay is not None:
-            env[DELAY_VARIABLE] = delay
+        for name in PASSED_ON:
+            value = spec.env.get(name, os.environ.get(name))
+            if value is not None:
+                env[name] = value
+        if spec.persona:
+            env[PERSONA_VARIABLE] = spec.persona
         return env
 
     def driver(self, spec: SessionSpec) -> ClaudeStreamParser:
         return ClaudeStreamParser()
+
+
+def persona_flags(spec: SessionSpec) -> list[str]:
+    """The persona's instructions, as Claude takes them (given on every turn, as Claude's)."""
+    return ["--append-system-prompt", spec.instructions] if spec.instructions else []

@@ -11,7 +11,13 @@ dies mid-stream with exit 3 and no result, ``FAIL`` reports an API error with ex
 tools often do (its pid is in the reply). A prompt over 1000 characters is repeated as its
 length and sha256, so a test can tell that a big prompt arrived whole.
 
-Stdlib only, and nothing from agentplex is imported, so it starts fast.
+In a panel (its prompts carry a panel's header lines) it answers in character instead, as
+:mod:`agentplex.plugins.demo_panel` says: its persona is ``AGENTPLEX_DEMO_PERSONA`` and the
+instructions of ``--append-system-prompt``. With ``AGENTPLEX_DEMO_RECORD=FILE`` it appends
+each prompt it receives to FILE as a JSON line (``session``: the agentplex session,
+``conversation``, ``turn``, ``prompt``), so a test can check what a member was told.
+
+Stdlib only (its panel module too), so it starts fast.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from agentplex.plugins import demo_panel
+
 MODEL = "demo-1"
 TYPING_SECONDS = 1.5
 SLOW_WORDS = 200
@@ -38,6 +46,10 @@ CRASH_AFTER_WORDS = 2
 QUOTE_LIMIT = 1000
 """Characters of a prompt the reply repeats; a longer one is told by its size and digest."""
 INTERRUPTED = "[Request interrupted by user]"
+PERSONA_VARIABLE = "AGENTPLEX_DEMO_PERSONA"
+RECORD_VARIABLE = "AGENTPLEX_DEMO_RECORD"
+SESSION_VARIABLE = "AGENTPLEX_SESSION_ID"
+"""Set by the daemon in every agent's environment; names the session in a record."""
 FILLER = (
     "I am the agentplex demo agent, typing this reply one word at a time so you can watch "
     "the stream arrive. Nothing here calls a model: every word is scripted, yet I remember "
@@ -91,6 +103,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--output-format", default="stream-json")
     parser.add_argument("--include-partial-messages", action="store_true")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--append-system-prompt", dest="instructions")
     args, _ignored = parser.parse_known_args(_attach_prompt(argv))
     if args.prompt is None:  # no prompt in argv: it comes on stdin, whole, until EOF
         args.prompt = sys.stdin.buffer.read().decode("utf-8", errors="replace")
@@ -141,11 +154,50 @@ def compose(prompt: str, turns: list[dict[str, str]]) -> list[str]:
     text = f"Turn {len(turns) + 1}. You said: {quote(prompt)}."
     if turns:
         text += f" Before that you said: {quote(turns[-1]['prompt'])}."
-    words = f"{text} {FILLER}".split()
-    if "SLOW" in prompt:
-        filler = FILLER.split()
-        words += [filler[i % len(filler)] for i in range(max(0, SLOW_WORDS - len(words)))]
-    return words
+    return pad_if_slow(prompt, f"{text} {FILLER}".split())
+
+
+def pad_if_slow(prompt: str, words: list[str]) -> list[str]:
+    if "SLOW" not in prompt:
+        return words
+    filler = FILLER.split()
+    return words + [filler[i % len(filler)] for i in range(max(0, SLOW_WORDS - len(words)))]
+
+
+def panel_words(
+    args: argparse.Namespace, turns: list[dict[str, str]], number: int
+) -> list[str] | None:
+    """The words of an in-character panel reply, or None outside a panel. They are split on
+    single spaces only, so the reply keeps its lines (markers stand on lines of their own)."""
+    prompts = [*(t["prompt"] for t in turns), args.prompt]
+    seat = demo_panel.seat(prompts, os.environ.get(PERSONA_VARIABLE), args.instructions)
+    if seat is None:
+        return None
+    seed = os.environ.get(demo_panel.SEED_VARIABLE, "")
+    earlier = "\n".join(t["reply"] for t in turns)
+    text = demo_panel.reply(seat, args.prompt, number, seed, earlier)
+    return pad_if_slow(args.prompt, text.split(" "))
+
+
+def record(session_id: str, number: int, prompt: str) -> None:
+    """Append the prompt to ``$AGENTPLEX_DEMO_RECORD`` (if set) in one write, so the lines of
+    members writing at once never interleave."""
+    path = os.environ.get(RECORD_VARIABLE)
+    if not path:
+        return
+    line = {
+        "session": os.environ.get(SESSION_VARIABLE),
+        "conversation": session_id,
+        "turn": number,
+        "prompt": prompt,
+    }
+    data = (json.dumps(line) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
 
 
 def quote(prompt: str) -> str:
@@ -280,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     turn.number = len(turns) + 1
+    record(turn.session_id, turn.number, prompt)
     said = [prompt, *(f"{t['prompt']} {t['reply']}" for t in turns)]
     turn.input_tokens = sum(len(text) for text in said) // 4 + 1
     turn.line(
@@ -298,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     if "FAIL" in prompt:
         fail(turn)
         return 1
-    words = compose(prompt, turns)
+    words = panel_words(args, turns, turn.number) or compose(prompt, turns)
     if "BACKGROUND" in prompt:
         words = [f"background={leave_a_process_behind()}", *words]
     try:

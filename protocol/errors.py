@@ -145,6 +145,20 @@ class NothingToInterrupt(AgentplexError):
     exit_code = EXIT_CONFLICT
 
 
+class UnknownPanel(AgentplexError):
+    """No panel has that id (or unique prefix of one)."""
+
+    code = "unknown_panel"
+    exit_code = EXIT_NOT_FOUND
+
+
+class PanelFinished(AgentplexError):
+    """The panel has ended (completed or archived): nothing more can be posted to it."""
+
+    code = "panel_ended"
+    exit_code = EXIT_CONFLICT
+
+
 class TooManySessions(AgentplexError):
     """Starting a session would exceed the configured maximum."""
 

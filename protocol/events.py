@@ -6,6 +6,14 @@ from __future__ import annotations
 from typing import Any, Final
 
 from agentplex.protocol.enums import ChunkKind, SessionStatus, Stream
+from agentplex.protocol.panels import (
+    Decision,
+    Insight,
+    MemberInfo,
+    PanelInfo,
+    PanelMessage,
+    StopReason,
+)
 from agentplex.protocol.values import SessionInfo, Tagged, Usage
 
 
@@ -125,6 +133,63 @@ class SyncMark(Tagged, frozen=True, tag="daemon.sync"):
     token: str
 
 
+# ---------------------------------------------------------------------- panels
+
+
+class PanelEvent(Tagged, frozen=True, kw_only=True):
+    """Base of a panel's events: each names its panel; the topic is
+    ``panel.<what>.<panel-id>`` (subscribe to ``panel.`` for every panel's)."""
+
+    panel_id: str
+
+
+class PanelMessageEvent(PanelEvent, frozen=True, tag="panel.message"):
+    """A message was posted (``updated``: a reaction changed one already posted)."""
+
+    message: PanelMessage
+    updated: bool = False
+
+
+class PanelTurnStarted(PanelEvent, frozen=True, tag="panel.turn_started"):
+    """A member was handed its turn (the "typing" indicator)."""
+
+    participant: str
+    turn: int
+    round: int
+    ts: float
+
+
+class PanelParticipantJoined(PanelEvent, frozen=True, tag="panel.participant_joined"):
+    member: MemberInfo
+
+
+class PanelParticipantLeft(PanelEvent, frozen=True, tag="panel.participant_left"):
+    participant: str
+    reason: str
+
+
+class PanelUpdated(PanelEvent, frozen=True, tag="panel.updated"):
+    """The panel's status, round or turn changed."""
+
+    panel: PanelInfo
+
+
+class PanelInsightEvent(PanelEvent, frozen=True, tag="panel.insight"):
+    insight: Insight
+
+
+class PanelDecisionEvent(PanelEvent, frozen=True, tag="panel.decision"):
+    decision: Decision
+
+
+class PanelEnded(PanelEvent, frozen=True, tag="panel.ended"):
+    panel: PanelInfo
+    stop_reason: StopReason
+
+
+PANEL_TOPIC: Final = b"panel."
+
+
 Event = (
     Chunk
     | ChunkBatch
@@ -135,6 +200,14 @@ Event = (
     | StatusChanged
     | Heartbeat
     | SyncMark
+    | PanelMessageEvent
+    | PanelTurnStarted
+    | PanelParticipantJoined
+    | PanelParticipantLeft
+    | PanelUpdated
+    | PanelInsightEvent
+    | PanelDecisionEvent
+    | PanelEnded
 )
 
 CHUNK_TOPIC: Final = b"agent.chunk."
@@ -165,5 +238,7 @@ def topic_of(event: Event) -> bytes:
             return f"{tag}.{info.id}".encode()
         case SyncMark(token=token):
             return f"{tag}.{token}".encode()
+        case PanelEvent(panel_id=panel_id):
+            return f"{tag}.{panel_id}".encode()
         case _:
             return tag.encode()

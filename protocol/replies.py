@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from agentplex.protocol.panels import Decision, PanelInfo, PanelMessage
 from agentplex.protocol.values import (
     BackendInfo,
     DaemonInfo,
@@ -99,6 +100,50 @@ class Error(_Reply, frozen=True, tag="error"):
     message: str
 
 
+# ---------------------------------------------------------------------- panels
+
+
+class PanelCreated(_Reply, frozen=True, tag="panel_created"):
+    panel: PanelInfo
+
+
+class Panels(_Reply, frozen=True, tag="panels"):
+    panels: list[PanelInfo]
+
+
+class PanelShown(_Reply, frozen=True, tag="panel_shown"):
+    """A panel and a page of its messages (reactions merged in); ``total`` messages in all."""
+
+    panel: PanelInfo
+    messages: list[PanelMessage]
+    start: int
+    total: int
+
+
+class PanelPosted(_Reply, frozen=True, tag="panel_posted"):
+    """The message a ``panel_say`` posted, or the one a ``panel_react`` reacted to."""
+
+    message: PanelMessage
+
+
+class PanelChanged(_Reply, frozen=True, tag="panel_changed"):
+    """The panel after a ``panel_control``."""
+
+    panel: PanelInfo
+
+
+class PanelDecided(_Reply, frozen=True, tag="panel_decided"):
+    decision: Decision
+
+
+class PanelReported(_Reply, frozen=True, tag="panel_reported"):
+    """``markdown`` is the readable report; ``analytics`` the figures as JSON."""
+
+    panel: PanelInfo
+    markdown: str
+    analytics: msgspec.Raw
+
+
 Reply = (
     Started
     | Sent
@@ -113,5 +158,12 @@ Reply = (
     | Personas
     | Synced
     | Pong
+    | PanelCreated
+    | Panels
+    | PanelShown
+    | PanelPosted
+    | PanelChanged
+    | PanelDecided
+    | PanelReported
     | Error
 )

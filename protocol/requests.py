@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from agentplex.protocol.enums import BackendMode, PermissionPolicy
+from agentplex.protocol.panels import PanelAction, PanelConfig
 from agentplex.protocol.values import PROTOCOL_VERSION, Tagged
 
 
@@ -120,6 +121,75 @@ class Ping(_Request, frozen=True, tag="ping"):
     """Ask who the daemon is."""
 
 
+# ---------------------------------------------------------------------- panels
+# A panel is named by its id or any unique prefix of it (as sessions are).
+
+
+class PanelRequest(_Request, frozen=True, kw_only=True):
+    """Base of every panel request (the daemon hands them all to its panel service)."""
+
+
+class PanelCreate(PanelRequest, frozen=True, tag="panel_create"):
+    """Start a panel: its members' sessions start and the orchestrator gives the first turn.
+
+    Checked whole before anything is written or started (unknown persona or backend, too
+    few or too many members, a moderator who is not a member, a malformed ``until``)."""
+
+    config: PanelConfig
+
+
+class PanelList(PanelRequest, frozen=True, tag="panel_list"):
+    """Every panel the daemon knows, newest first (archived ones only with ``all``)."""
+
+    all: bool = False
+
+
+class PanelShow(PanelRequest, frozen=True, tag="panel_show"):
+    """A panel, and a page of its messages from index ``start`` (0: the first) on."""
+
+    panel: str
+    start: int = 0
+    limit: int = 1_000
+
+
+class PanelSay(PanelRequest, frozen=True, tag="panel_say"):
+    """A human posts to a panel (optionally replying to a message); not an agent's turn."""
+
+    panel: str
+    text: str
+    participant: str = "human"
+    reply_to: str | None = None
+
+
+class PanelReact(PanelRequest, frozen=True, tag="panel_react"):
+    """React to a message with an emoji; reactions never count as turns."""
+
+    panel: str
+    message: str
+    emoji: str
+    participant: str = "human"
+
+
+class PanelDecide(PanelRequest, frozen=True, tag="panel_decide"):
+    """Put a proposal to the voting members (a position round), then record the decision."""
+
+    panel: str
+    proposal: str
+
+
+class PanelControl(PanelRequest, frozen=True, tag="panel_control"):
+    """Pause, resume, end or archive a panel."""
+
+    panel: str
+    action: PanelAction
+
+
+class PanelReport(PanelRequest, frozen=True, tag="panel_report"):
+    """A panel's analytics and its readable Markdown report."""
+
+    panel: str
+
+
 Request = (
     Start
     | Send
@@ -135,6 +205,14 @@ Request = (
     | ReloadPersonas
     | Sync
     | Ping
+    | PanelCreate
+    | PanelList
+    | PanelShow
+    | PanelSay
+    | PanelReact
+    | PanelDecide
+    | PanelControl
+    | PanelReport
 )
 
 

@@ -80,6 +80,8 @@ class BackendInfo(msgspec.Struct, frozen=True, kw_only=True):
     credentials_found: list[str] = []
     """Those the daemon has for its sessions (its environment, env file, systemd
     credentials, ``[backends.<id>] env``), and login files that exist: names, never values."""
+    policies: dict[str, str] = {}
+    """What each permission policy (``ask``, ``allow``, ``deny``) does with this backend."""
 
 
 class PersonaInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -51,9 +51,11 @@ from agentplex.protocol import (
     Terminate,
     Terminated,
 )
-from agentplex.protocol.errors import AgentplexError, Forbidden, InternalError
+from agentplex.protocol import requests as panel_requests
+from agentplex.protocol.errors import AgentplexError, Forbidden, InternalError, InvalidArgument
 from agentplex.supervisor import request_context
 from agentplex.supervisor.manager import SessionManager
+from agentplex.supervisor.panels.api import PanelApi
 from agentplex.supervisor.retention import without_purged
 
 log = structlog.get_logger(__name__)
@@ -105,6 +107,15 @@ REQUIRED_ROLE: Final[Mapping[type[Request], Role]] = MappingProxyType(
         Permit: Role.OPERATOR,
         # Managing the daemon itself: its persona templates are its configuration.
         ReloadPersonas: Role.ADMIN,
+        # Panels: reading them is looking; the rest drives member sessions.
+        panel_requests.PanelList: Role.OBSERVER,
+        panel_requests.PanelShow: Role.OBSERVER,
+        panel_requests.PanelReport: Role.OBSERVER,
+        panel_requests.PanelCreate: Role.OPERATOR,
+        panel_requests.PanelSay: Role.OPERATOR,
+        panel_requests.PanelReact: Role.OPERATOR,
+        panel_requests.PanelDecide: Role.OPERATOR,
+        panel_requests.PanelControl: Role.OPERATOR,
     }
 )
 """The least role allowed each request type. A type missing here is refused to everyone
@@ -119,9 +130,15 @@ def request_type(request: Request) -> str:
 class Api:
     """Carries out control requests against the session manager; never raises."""
 
-    def __init__(self, manager: SessionManager, daemon_info: Callable[[], DaemonInfo]) -> None:
+    def __init__(
+        self,
+        manager: SessionManager,
+        daemon_info: Callable[[], DaemonInfo],
+        panels: PanelApi | None = None,
+    ) -> None:
         self._manager = manager
         self._daemon_info = daemon_info
+        self._panels = panels
         self._replaying = anyio.Semaphore(REPLAYS_AT_ONCE)
 
     async def handle(self, request: Request, caller: Caller) -> Reply:
@@ -186,6 +203,10 @@ class Api:
                 return Synced(id=rid, token=token)
             case Ping():
                 return Pong(id=rid, daemon=self._daemon_info())
+            case panel_requests.PanelRequest():
+                if self._panels is None:
+                    raise InvalidArgument("this daemon runs no panels")
+                return await self._panels.handle(request)
             case _:  # mypy proves this unreachable: a new request type must be handled
                 assert_never(request)
 

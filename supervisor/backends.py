@@ -108,6 +108,28 @@ class BackendRegistry:
                     problem=found.problem,
                     credentials=list(credentials.declared(backend)),
                     credentials_found=credentials.found(backend, config, daemon_env),
+                    policies=policy_descriptions(backend),
                 )
             )
         return infos
+
+
+GENERIC_POLICIES: dict[str, str] = {
+    "ask": "each permission request the agent makes waits in waiting_input for `permit`",
+    "allow": "the daemon answers every permission request the agent makes: yes",
+    "deny": "the daemon answers every permission request the agent makes: no",
+}
+"""What the policies mean for a backend whose agent asks the daemon (demo, ACP agents)."""
+
+
+def policy_descriptions(backend: Backend) -> dict[str, str]:
+    """What each permission policy does with ``backend``: its own words (a ``policies``
+    mapping, as the Claude, Codex and Gemini backends declare), else the daemon's answers to
+    its agent's requests, else that its agents never ask."""
+    declared = getattr(backend, "policies", None)
+    if isinstance(declared, Mapping):
+        return {str(getattr(k, "value", k)): str(v) for k, v in declared.items()}
+    if backend.capabilities.permission_requests:
+        return dict(GENERIC_POLICIES)
+    never = "its agents make no permission requests: the policy changes nothing"
+    return dict.fromkeys(GENERIC_POLICIES, never)

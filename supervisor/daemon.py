@@ -36,6 +36,8 @@ from agentplex.supervisor.lost_sessions import lost_records
 from agentplex.supervisor.manager import SessionManager
 from agentplex.supervisor.metrics import Metrics, MetricsServer
 from agentplex.supervisor.notify import Notifier
+from agentplex.supervisor.panels.api import PanelApi
+from agentplex.supervisor.panels.service import PanelService
 from agentplex.supervisor.personas import PersonaRegistry
 from agentplex.supervisor.process_group import ChildReaper, DeathPact, kill_everything
 from agentplex.supervisor.pub_sink import PubSink
@@ -71,6 +73,7 @@ class Server:
         self.personas = PersonaRegistry.with_defaults(backend.id for backend in self.backends)
         """Persona templates: read now, and again on SIGHUP (or a ``reload_personas``)."""
         self.bus = Bus()
+        self.panels: PanelService | None = None
         """Every event the daemon publishes, for in-process consumers (the PUB socket is one)."""
         self.exit_code = 0
         """What :func:`run` exits with: 0, or 128 + the signal that forced a kill-now."""
@@ -124,7 +127,9 @@ class Server:
             tg.start_soon(pub_sink.run)
             watch = LimitWatch(self.config, tg, publisher.list_changed, self.scanner)
             tg.start_soon(watch.run, self.registry.__iter__)
-            api = Api(manager, self.info)
+            self.panels = PanelService(Path(self.config.state_dir), manager, self.bus)
+            await tg.start(self.panels.run)  # after recovery: the members' sessions are back
+            api = Api(manager, self.info, PanelApi(self.panels))
             waiting = bounds.waiting_replies_bytes(self.config)
             await tg.start(ControlServer(control, api, waiting_bytes=waiting).serve)
             tg.start_soon(self._heartbeat, publisher)
@@ -249,6 +254,8 @@ class Server:
         self.notifier.stopping(live)
         with anyio.CancelScope(shield=True):
             with anyio.CancelScope() as self._graceful:
+                if self.panels is not None:  # panels stay as they are, to resume
+                    self.panels.stop()
                 if not self.exit_code:  # a second signal may have come before we got here
                     await manager.shutdown()
             if self.exit_code:

@@ -19,6 +19,8 @@ user with mode 0700, and only where nobody else can move it or put another in it
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import stat
 from pathlib import Path
@@ -34,8 +36,27 @@ def prepare_private_dir(path: Path) -> Path:
     Raises UnsafeDirectory where the rules above refuse it.
     """
     path = Path(os.path.abspath(path))
-    os.makedirs(path.parent, exist_ok=True)
-    created = _mkdir(path)
+    made = _make_dirs(path)
+    try:
+        return _claim(path, created=path in made)
+    except UnsafeDirectory:
+        # A refused dir is not left behind: only what this call made, innermost first.
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
+
+
+def _make_dirs(path: Path) -> list[Path]:
+    """Create ``path`` 0700 and its missing parents (as ``mkdir -p``); the dirs this call
+    made, outermost first."""
+    missing = list(itertools.takewhile(lambda parent: not parent.exists(), path.parents))
+    made = [parent for parent in reversed(missing) if _mkdir(parent, 0o777)]
+    return [*made, path] if _mkdir(path) else made
+
+
+def _claim(path: Path, *, created: bool) -> Path:
+    """Check (and tighten) an existing ``path``; returns its real path."""
     real = Path(os.path.realpath(path))
     in_shared_dir = _check_ancestors(path, real)
     fd = _open_dir(path, real)
@@ -49,10 +70,11 @@ def prepare_private_dir(path: Path) -> Path:
     return real
 
 
-def _mkdir(path: Path) -> bool:
-    """Create ``path`` 0700 (whatever the umask); False if something is already there."""
+def _mkdir(path: Path, mode: int = PRIVATE_MODE) -> bool:
+    """Create ``path`` with ``mode`` (0700 is kept whatever the umask); False if something
+    is already there."""
     try:
-        os.mkdir(path, PRIVATE_MODE)
+        os.mkdir(path, mode)
     except FileExistsError:
         return False
     return True

@@ -208,3 +208,37 @@ def session_info(session_id: str = "s1", **fields: Any) -> p.SessionInfo:
         "transcript": "/t.jsonl",
     }
     return p.SessionInfo(**{**values, **fields})
+
+
+CLI_TIMEOUT = 30.0
+"""How long one ``agentplex`` command of a test may take."""
+
+
+def became(session_id: str, status: p.SessionStatus) -> Callable[[p.Event], bool]:
+    """An event predicate: the session's status changed to ``status``."""
+
+    def match(event: p.Event) -> bool:
+        return (
+            isinstance(event, p.StatusChanged)
+            and event.session_id == session_id
+            and event.status is status
+        )
+
+    return match
+
+
+def ok(daemon: DaemonProcess, *args: str) -> str:
+    """Run ``agentplex ARGS``; it must succeed and say nothing on stderr. Returns stdout."""
+    done = daemon.cli(*args, timeout=CLI_TIMEOUT)
+    assert (done.returncode, done.stderr) == (0, ""), done
+    return done.stdout
+
+
+def fails(done: subprocess.CompletedProcess[str], exit_code: int) -> str:
+    """A failed command: nothing on stdout, ONE ``agentplex ...`` line on stderr."""
+    assert done.returncode == exit_code, done
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("agentplex "), lines[0]
+    return lines[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from fakes import FakeAnthropic, FakeGemini, FakeOpenAIResponses, claude_env, codex_env
 from fakes.clis import gemini_env
 from fakes.server import FakeServer
-from support import DaemonProcess, is_chunk, next_event, start_daemon
+from support import DaemonProcess, became, is_chunk, next_event, start_daemon
 
 from agentplex import protocol as p
 from agentplex.client import Client, SyncSubscription
@@ -48,6 +49,8 @@ def digest(text: str) -> str:
 
 
 def spec(**fields: object) -> SessionSpec:
+    # A backend's own files go under scratch_dir: never the checkout (Path() is the cwd).
+    fields.setdefault("scratch_dir", Path(tempfile.gettempdir()) / "agentplex-test-scratch")
     return SessionSpec(session_id="s-1", cwd=Path("/work"), **fields)  # type: ignore[arg-type]
 
 
@@ -231,14 +234,3 @@ def turn_result(events: SyncSubscription, session_id: str) -> p.Chunk:
     results = [c for c in chunks if c.kind is p.ChunkKind.RESULT and not c.is_error]
     assert len(results) == 1 and not errors, errors
     return results[0]
-
-
-def became(session_id: str, status: p.SessionStatus) -> Callable[[p.Event], bool]:
-    def match(event: p.Event) -> bool:
-        return (
-            isinstance(event, p.StatusChanged)
-            and event.session_id == session_id
-            and event.status is status
-        )
-
-    return match

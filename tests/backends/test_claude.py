@@ -23,7 +23,7 @@ from fakes.anthropic_api import price_usd
 from fakes.billing import Bill
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import DaemonProcess, is_chunk, next_event
+from support import DaemonProcess, became, is_chunk, next_event
 
 from agentplex import protocol as p
 from agentplex.client import Client, SyncSubscription
@@ -409,17 +409,6 @@ def cli_env(tmp_path: Path, fake: FakeAnthropic) -> dict[str, str]:
 def client(backend_daemon: DaemonProcess) -> Iterator[Client]:
     with backend_daemon.client() as c:
         yield c
-
-
-def became(session_id: str, status: p.SessionStatus) -> Predicate:
-    def match(event: p.Event) -> bool:
-        return (
-            isinstance(event, p.StatusChanged)
-            and event.session_id == session_id
-            and event.status is status
-        )
-
-    return match
 
 
 def chunks_until(events: SyncSubscription, session_id: str, last: Predicate) -> list[p.Chunk]:

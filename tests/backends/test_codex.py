@@ -20,7 +20,7 @@ from fakes.openai_responses import FakeOpenAIResponses
 from fakes.server import RecordedRequest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from support import DaemonProcess, is_chunk, next_event
+from support import DaemonProcess, became, is_chunk, next_event
 
 from agentplex import protocol as p
 from agentplex.client import Client, SyncSubscription
@@ -697,17 +697,6 @@ def test_ask_is_refused_at_start_and_no_policy_means_deny(
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def became(session_id: str, status: p.SessionStatus) -> Callable[[p.Event], bool]:
-    def match(event: p.Event) -> bool:
-        return (
-            isinstance(event, p.StatusChanged)
-            and event.session_id == session_id
-            and event.status is status
-        )
-
-    return match
 
 
 PROMPTS = {"interrupt": "SLOW tell me everything", "kill": "HANG until killed"}

@@ -24,7 +24,7 @@ from fakes.clis import gemini_env
 from fakes.gemini_api import FakeGemini
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from support import DaemonProcess, descendants_with_marker, is_chunk, next_event
+from support import DaemonProcess, became, descendants_with_marker, is_chunk, next_event
 
 from agentplex import protocol as p
 from agentplex.client import Client, SyncSubscription
@@ -431,17 +431,6 @@ def chunks_until(
 
     next_event(events, match, TURN_TIMEOUT)
     return seen
-
-
-def became(session_id: str, status: p.SessionStatus) -> Callable[[p.Event], bool]:
-    def match(event: p.Event) -> bool:
-        return (
-            isinstance(event, p.StatusChanged)
-            and event.session_id == session_id
-            and event.status is status
-        )
-
-    return match
 
 
 def wait_for_process(session_id: str, name: str, timeout: float = TURN_TIMEOUT) -> None:

@@ -34,6 +34,7 @@ SCRIPTS = {
     "lifecycle.py": ["agentplex"],
     "scale.py": ["agentplex"],
     "replay.py": ["agentplex"],
+    "panels.py": ["agentplex"],
 }
 PEER_ROWS = {
     "throughput.py": ["circus PUB stream", "circus file", "supervisord file"],

@@ -128,3 +128,20 @@ def test_a_reply_without_a_readable_id_is_dropped_and_the_client_keeps_receiving
         assert (await client.ping()).version == "fake"
 
     anyio.run(_with_fake, paths, [only_noise, good_pong], body)
+
+
+def silence(request_id: int) -> list[bytes]:
+    return []
+
+
+def test_a_request_that_times_out_names_its_wire_type_and_what_to_do(short_tmp: Path) -> None:
+    paths = runtime_dir(short_tmp)
+
+    async def body(client: AsyncClient) -> None:
+        with pytest.raises(RequestTimeout) as caught:
+            await client.list(timeout=0.5)
+        # "list", as the README's wire table names it, not the class ListSessions
+        assert "did not answer a 'list' request within 0.5 s" in caught.value.message
+        assert "timeout" in caught.value.message.split("s:", 1)[1]  # says what to try
+
+    anyio.run(_with_fake, paths, [silence], body)

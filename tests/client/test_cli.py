@@ -25,7 +25,7 @@ from typing import IO
 
 import msgspec
 import pytest
-from support import DaemonProcess, is_chunk, next_event, start_daemon
+from support import CLI_TIMEOUT, DaemonProcess, fails, is_chunk, next_event, ok, start_daemon
 
 from agentplex import protocol as p
 from agentplex.client import Client
@@ -34,7 +34,6 @@ from agentplex.plugins.demo_agent import compose
 from agentplex.protocol import errors as e
 
 CLI = [sys.executable, "-m", "agentplex.cli.main"]
-CLI_TIMEOUT = 30.0
 WAIT = 20.0
 CAT = ["--", "cat"]
 TYPE_SLOWLY = {"AGENTPLEX_DEMO_DELAY": "0.05"}
@@ -56,23 +55,6 @@ def shared() -> Iterator[DaemonProcess]:
         code = daemon.stop()
         shutil.rmtree(base, ignore_errors=True)
         assert code == 0, f"daemon exited with {code}: {daemon.log_lines[-5:]}"
-
-
-def ok(daemon: DaemonProcess, *args: str) -> str:
-    """Run ``agentplex ARGS``; it must succeed and say nothing on stderr. Returns stdout."""
-    done = daemon.cli(*args, timeout=CLI_TIMEOUT)
-    assert (done.returncode, done.stderr) == (0, ""), done
-    return done.stdout
-
-
-def fails(done: subprocess.CompletedProcess[str], exit_code: int) -> str:
-    """A failed command: nothing on stdout, ONE ``agentplex ...`` line on stderr."""
-    assert done.returncode == exit_code, done
-    assert done.stdout == ""
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("agentplex "), lines[0]
-    return lines[0]
 
 
 def cat(client: Client, tag: str | None = None) -> str:
@@ -551,6 +533,25 @@ def test_backends_lists_exec_and_demo_as_available(shared: DaemonProcess) -> Non
     available = {b.id for b in infos if b.available}
     assert {"exec", "demo"} <= available
     assert set(rows) == {b.id for b in infos}
+
+
+def test_backends_and_personas_say_what_each_permission_policy_does(
+    shared: DaemonProcess,
+) -> None:
+    listing = ok(shared, "backends", "--policies")
+    infos = msgspec.json.decode(ok(shared, "backends", "--json"), type=list[p.BackendInfo])
+    by_id = {b.id: b for b in infos}
+
+    assert set(by_id["claude"].policies) == {"ask", "allow", "deny"}
+    assert "--mode long_lived" not in by_id["codex"].policies["ask"]  # its own words, not claude's
+    assert "--permission-mode dontAsk" in by_id["claude"].policies["deny"]
+    assert "no permission requests" in by_id["exec"].policies["deny"]
+    assert by_id["claude"].policies["deny"] in listing
+    assert "no permission requests" not in ok(shared, "backends")  # only with --policies
+
+    personas = ok(shared, "personas")
+    pm_policy = by_id["claude"].policies["deny"]
+    assert f"policy deny: {pm_policy}" in personas  # the PM persona: deny, on claude
 
 
 # ---------------------------------------------------------------------- errors

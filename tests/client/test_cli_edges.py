@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import DaemonProcess, next_event, session_info, start_daemon
+from support import CLI_TIMEOUT, DaemonProcess, fails, next_event, ok, session_info, start_daemon
 
 from agentplex import protocol as p
 from agentplex.cli.render import describe, session_table
@@ -28,25 +28,7 @@ from agentplex.client.transcripts import read_records
 from agentplex.protocol import errors as e
 
 CLI = [sys.executable, "-m", "agentplex.cli.main"]
-CLI_TIMEOUT = 30.0
 CAT = ["--", "cat"]
-
-
-def ok(daemon: DaemonProcess, *args: str) -> str:
-    """Run ``agentplex ARGS``; it must succeed and say nothing on stderr. Returns stdout."""
-    done = daemon.cli(*args, timeout=CLI_TIMEOUT)
-    assert (done.returncode, done.stderr) == (0, ""), done
-    return done.stdout
-
-
-def fails(done: subprocess.CompletedProcess[str], exit_code: int) -> str:
-    """A failed command: nothing on stdout, ONE ``agentplex ...`` line on stderr."""
-    assert done.returncode == exit_code, done
-    assert done.stdout == ""
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("agentplex "), lines[0]
-    return lines[0]
 
 
 def listed(daemon: DaemonProcess) -> dict[str, bool]:

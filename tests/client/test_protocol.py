@@ -214,10 +214,15 @@ def test_every_topic_falls_under_exactly_the_prefix_of_its_family(event: p.Event
     assert topic == tag.encode() or topic.startswith(tag.encode() + b".")
     families = [
         prefix
-        for prefix in (p.CHUNK_TOPIC, p.SESSION_TOPIC, p.DAEMON_TOPIC)
+        for prefix in (p.CHUNK_TOPIC, p.SESSION_TOPIC, p.DAEMON_TOPIC, p.PANEL_TOPIC)
         if topic.startswith(prefix)
     ]
-    expected = {"agent": p.CHUNK_TOPIC, "session": p.SESSION_TOPIC, "daemon": p.DAEMON_TOPIC}
+    expected = {
+        "agent": p.CHUNK_TOPIC,
+        "session": p.SESSION_TOPIC,
+        "daemon": p.DAEMON_TOPIC,
+        "panel": p.PANEL_TOPIC,
+    }
     assert families == [expected[tag.split(".")[0]]]
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -18,10 +20,25 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from support import is_chunk, next_event, start_daemon
 
+from agentplex import protocol as p
+from agentplex.plugins import demo_panel, demo_voices
 from agentplex.plugins.api import Backend, ChunkData, SessionSpec
 from agentplex.plugins.demo import DemoBackend
 from agentplex.protocol import ChunkKind, Stream
+from agentplex.protocol.panels import (
+    InsightKind,
+    MemberSpec,
+    PanelConfig,
+    PanelMessage,
+    PanelType,
+    ParticipantRole,
+    Position,
+    Stance,
+)
+from agentplex.supervisor.panels import insights, prompts
+from agentplex.supervisor.panels.consensus import parse_position, position_request
 
 DEMO = [sys.executable, "-m", "agentplex.plugins.demo_agent"]
 FLAGS = ["--output-format", "stream-json", "--verbose", "--include-partial-messages"]
@@ -381,3 +398,226 @@ def test_demo_backend_stdin_turn_runs_the_same_turn_with_the_prompt_on_stdin(
     ]
     [result] = [c for c in chunks if c.kind is ChunkKind.RESULT]
     assert result.text.startswith("Turn 1. You said: from stdin.")
+
+
+# --------------------------------------------------------------------------- in a panel
+# The prompts are the ones the panel writes (supervisor/panels/prompts.py, consensus.py);
+# test_demo_panel.py covers the choices in-process, these the agent as a real process.
+
+PANEL = PanelConfig(
+    topic="Move billing to an event queue",
+    type=PanelType.DEBATE,
+    members=[
+        MemberSpec(name="PM", role=ParticipantRole.MODERATOR, stance=Stance.FOR),
+        MemberSpec(name="QA", role=ParticipantRole.CRITIC, stance=Stance.AGAINST),
+        MemberSpec(name="Specialist", stance=Stance.NEUTRAL),
+        MemberSpec(name="Historian", role=ParticipantRole.OBSERVER),
+    ],
+)
+VOICE_WORDS = {
+    "PM": ("scope", "plan"),
+    "QA": ("break", "risks"),
+    "Specialist": ("build", "Implementing"),
+    "Historian": ("Historian",),
+}
+
+
+def member(name: str, config: PanelConfig = PANEL) -> MemberSpec:
+    return next(m for m in config.members if m.name == name)
+
+
+def said(participant: str, text: str, n: int = 1) -> PanelMessage:
+    return PanelMessage(
+        id=f"m{n}", panel_id="p", participant=participant, text=text, ts=0.0, turn=n, round=0
+    )
+
+
+def reply_of(turn: Run) -> str:
+    assert turn.code == 0, turn.stderr
+    assert turn.typed == turn.result["result"]  # typed word by word, lines and all
+    return str(turn.result["result"])
+
+
+@pytest.mark.parametrize("name", list(VOICE_WORDS))
+def test_in_a_panel_the_agent_answers_in_character_instead_of_echoing(
+    env: dict[str, str], name: str
+) -> None:
+    prompt = prompts.first_prompt(PANEL, member(name))
+    text = reply_of(run(env, prompt))
+    assert any(word in text for word in VOICE_WORDS[name]), text
+    assert "You said" not in text and "Panel type" not in text and "Markers:" not in text
+    assert len(text.splitlines()) >= 2
+
+
+def test_the_persona_reaches_the_agent_by_name_or_by_its_instructions(
+    env: dict[str, str],
+) -> None:
+    config = PanelConfig(topic="Rewrite the parser", members=[MemberSpec(name="Alice")])
+    prompt = prompts.first_prompt(config, member("Alice", config))
+    as_named = reply_of(run({**env, "AGENTPLEX_DEMO_PERSONA": "QA"}, prompt))
+    instructions = "You are the QA engineer on this task. Look for what can break."
+    as_told = reply_of(run(env, prompt, "--append-system-prompt", instructions))
+    plain = reply_of(run(env, prompt))
+    for text in (as_named, as_told):
+        assert any(word in text for word in VOICE_WORDS["QA"]), text
+    assert "Alice" in plain  # no persona: generic, but by name
+
+
+def test_a_resumed_panel_conversation_builds_on_what_it_heard_and_takes_a_position(
+    env: dict[str, str],
+) -> None:
+    qa = member("QA")
+    first = run(env, prompts.first_prompt(PANEL, qa))
+    heard = [said("PM", "We ship the smallest slice first.\n@QA, what would you test?")]
+    second = run(env, prompts.catch_up(PANEL, qa, heard), "--resume", first.session_id)
+    request = position_request("Adopt the event queue this quarter.", veto=False)
+    third = run(env, request, "--resume", first.session_id)
+    assert reply_of(first) and third.session_id == first.session_id
+    answer = reply_of(second).splitlines()[0]
+    assert "PM" in answer and '"We ship the smallest slice first."' in answer
+    parsed = parse_position(reply_of(third))
+    assert parsed is not None and parsed[0] is Position.DISAGREE  # QA argues against
+    assert third.result["num_turns"] == 3
+
+
+def test_a_panel_reply_holds_nothing_it_was_not_told(env: dict[str, str]) -> None:
+    """Every word is the demo's own or one of its prompts'; another conversation's words
+    (same demo home) never appear, nor the prompt's instructions."""
+    vocabulary = set(re.findall(r"[A-Za-z]+", Path(demo_panel.__file__).read_text()))
+    vocabulary |= set(re.findall(r"[A-Za-z]+", Path(demo_voices.__file__).read_text()))
+    other = PanelConfig(topic="zebrafish husbandry", members=PANEL.members)
+    run(env, prompts.first_prompt(other, member("QA", other)))
+    qa = member("QA")
+    told = [
+        prompts.first_prompt(PANEL, qa),
+        prompts.catch_up(PANEL, qa, [said("PM", "Heron migrations matter. @Specialist agrees")]),
+        prompts.catch_up(PANEL, qa, [said("Historian", "Kestrel data says otherwise.", 2)]),
+    ]
+    session: list[str] = []
+    replies = []
+    for prompt in told:
+        turn = run(env, prompt, *session)
+        session = ["--resume", turn.session_id]
+        replies.append(reply_of(turn))
+    allowed = vocabulary | set(re.findall(r"[A-Za-z]+", "\n".join(told)))
+    for text in replies:
+        assert set(re.findall(r"[A-Za-z]+", text)) <= allowed, text
+        assert "zebrafish" not in text and "Reply with" not in text
+        assert set(insights.mentions(text, ["PM", "QA", "Specialist", "Historian"])) <= {
+            "PM",
+            "Specialist",
+            "Historian",
+        }
+    quoted = replies[1].splitlines()[0]
+    assert "Heron migrations matter." in quoted and "@" not in quoted  # a quote loses its @
+
+
+def test_each_prompt_received_is_appended_to_the_record_when_asked(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    record = tmp_path / "record.jsonl"
+    asked = {**env, "AGENTPLEX_DEMO_RECORD": str(record)}
+    big = "x" * 200_000
+    procs = [
+        subprocess.Popen(
+            [*DEMO, *FLAGS, "-p"],
+            env={**asked, "AGENTPLEX_SESSION_ID": f"s{i}"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    outs = [p.communicate(f"{big}{i}", timeout=TIMEOUT)[0] for i, p in enumerate(procs)]
+    first_id = json.loads(outs[0].splitlines()[-1])["session_id"]
+    again = run({**asked, "AGENTPLEX_SESSION_ID": "s9"}, "and again", "--resume", first_id)
+    assert again.code == 0
+    *together, last = [json.loads(line) for line in record.read_text().splitlines()]
+    assert sorted((x["session"], x["prompt"], x["turn"]) for x in together) == [
+        (f"s{i}", f"{big}{i}", 1) for i in range(3)
+    ]  # written at once, yet each line whole
+    assert last == {"session": "s9", "conversation": first_id, "turn": 2, "prompt": "and again"}
+    run(env, "not recorded")
+    assert len(record.read_text().splitlines()) == 4
+
+
+def test_the_same_panel_conversation_gets_the_same_replies_in_a_fresh_home(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    specialist = member("Specialist")
+    told = [
+        prompts.first_prompt(PANEL, specialist),
+        prompts.catch_up(PANEL, specialist, [said("QA", "Concurrency worries me.")]),
+        "This is the final round: conclude.",
+    ]
+
+    def conversation(home: Path) -> list[str]:
+        session: list[str] = []
+        replies = []
+        for prompt in told:
+            turn = run({**env, "AGENTPLEX_DEMO_HOME": str(home)}, prompt, *session)
+            session = ["--resume", turn.session_id]
+            replies.append(reply_of(turn))
+        return replies
+
+    one, two = conversation(tmp_path / "one"), conversation(tmp_path / "two")
+    assert one == two
+    assert len(set(one)) == 3
+    assert [x.kind for x in insights.marked_lines(one[-1])].count(InsightKind.DECISION) == 1
+
+
+def test_demo_backend_gives_the_persona_to_the_agent(
+    spec: SessionSpec, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AGENTPLEX_DEMO_RECORD", str(tmp_path / "daemon.jsonl"))
+    monkeypatch.setenv("AGENTPLEX_DEMO_SEED", "7")
+    backend = DemoBackend()
+    persona = dataclasses.replace(
+        spec,
+        persona="QA",
+        instructions="Look for what can break.",
+        env={"AGENTPLEX_DEMO_SEED": "8"},
+    )
+    env = backend.environment(persona)
+    assert env["AGENTPLEX_DEMO_PERSONA"] == "QA"
+    assert env["AGENTPLEX_DEMO_RECORD"] == str(tmp_path / "daemon.jsonl")
+    assert env["AGENTPLEX_DEMO_SEED"] == "8"  # the session's own wins over the daemon's
+    flags = ["--append-system-prompt", "Look for what can break."]
+    assert backend.argv(persona, "hi", None) == [*DEMO, "-p", "hi", *FLAGS, *flags]
+    assert backend.stdin_turn(persona, "hi", "r").argv == [
+        *DEMO,
+        *FLAGS,
+        *flags,
+        "--resume",
+        "r",
+        "-p",
+    ]
+    assert "AGENTPLEX_DEMO_PERSONA" not in backend.environment(spec)
+    config = PanelConfig(topic="Rewrite the parser", members=[MemberSpec(name="Alice")])
+    chunks = run_backend_turn(backend, persona, prompts.first_prompt(config, config.members[0]))
+    [result] = [c for c in chunks if c.kind is ChunkKind.RESULT]
+    assert any(word in result.text for word in VOICE_WORDS["QA"]), result.text
+
+
+def test_through_the_daemon_a_demo_member_speaks_in_character_and_its_prompts_are_recorded(
+    short_tmp: Path,
+) -> None:
+    record = short_tmp / "record.jsonl"
+    daemon = start_daemon(short_tmp, env={"AGENTPLEX_DEMO_RECORD": str(record)})
+    config = PanelConfig(topic="Rewrite the parser", members=[MemberSpec(name="Alice")])
+    first = prompts.first_prompt(config, config.members[0])
+    try:
+        with daemon.client() as client, client.subscribe(p.CHUNK_TOPIC) as events:
+            info = client.start("demo", first, persona="qa")
+            opening = next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
+            client.send("Since your last turn:\nBob (guest): Ship it.\nYour turn, Alice.", info.id)
+            answer = next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
+    finally:
+        assert daemon.stop() == 0
+    assert isinstance(opening, p.Chunk) and isinstance(answer, p.Chunk)
+    assert any(word in opening.text for word in VOICE_WORDS["QA"]), opening.text
+    assert answer.text.startswith(("Bob, you said", "On what Bob said"))
+    lines = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [(x["session"], x["turn"]) for x in lines] == [(info.id, 1), (info.id, 2)]
+    assert lines[0]["prompt"] == first

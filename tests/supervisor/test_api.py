@@ -26,6 +26,7 @@ from structlog.typing import EventDict
 from agentplex import protocol as p
 from agentplex.protocol import Role
 from agentplex.protocol.errors import EXIT_NOPERM, Forbidden
+from agentplex.protocol.panels import PanelAction, PanelConfig
 from agentplex.supervisor import api as api_module
 from agentplex.supervisor import control, logs, request_context
 from agentplex.supervisor.api import REQUIRED_ROLE, Api, Caller
@@ -54,6 +55,11 @@ OPERATOR_REQUESTS: list[p.Request] = [
     p.Terminate(id=14),
     p.Switch(id=15, session="whatever"),
     p.Permit(id=16, allow=True),
+    p.PanelCreate(id=17, config=PanelConfig(topic="t")),
+    p.PanelSay(id=18, panel="x", text="hi"),
+    p.PanelReact(id=19, panel="x", message="m", emoji="+1"),
+    p.PanelDecide(id=20, panel="x", proposal="ship it"),
+    p.PanelControl(id=21, panel="x", action=PanelAction.END),
 ]
 
 
@@ -195,6 +201,7 @@ def test_every_request_type_has_a_least_role_in_the_table() -> None:
 
 def test_read_only_requests_need_observer_and_session_changes_need_operator() -> None:
     observer = {p.ListSessions, p.Inspect, p.Replay, p.ListPersonas, p.ListBackends, p.Sync}
+    observer |= {p.PanelList, p.PanelShow, p.PanelReport}
     assert {t for t, role in REQUIRED_ROLE.items() if role is Role.OBSERVER} == observer | {p.Ping}
     assert {type(r) for r in OPERATOR_REQUESTS} == {
         t for t, role in REQUIRED_ROLE.items() if role is Role.OPERATOR

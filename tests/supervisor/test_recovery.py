@@ -7,6 +7,7 @@ import select
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -113,6 +114,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _wait_for_exe(pid: int, name: str, timeout: float = 10.0) -> None:
+    """Wait until ``pid`` runs the program ``name`` (a wrapper before it has exec'd it)."""
+    deadline = time.monotonic() + timeout
+    while psutil.Process(pid).name() != name:
+        assert time.monotonic() < deadline, f"{pid} never ran {name}"
+        time.sleep(0.01)
+
+
 def _gone_within(pid: int, timeout: float) -> bool:
     """Whether ``pid`` ends within ``timeout`` (a pidfd turns readable when it does)."""
     try:
@@ -135,6 +144,8 @@ def test_agents_die_with_a_daemon_killed_by_sigkill(short_tmp: Path, how: str) -
     assert ready["agents_die_with_daemon"] == how
     with daemon.client() as client:
         agents = [client.start("exec", argv=["/bin/sleep", "3600"]) for _ in range(3)]
+    for agent in agents:  # running sleep: setpriv has set the death signal and exec'd it
+        _wait_for_exe(agent.pid, "sleep")  # type: ignore[arg-type]
     _crash(daemon)
     for agent in agents:
         assert _gone_within(agent.pid, 10), f"agent {agent.pid} outlived the daemon"  # type: ignore[arg-type]

@@ -126,6 +126,20 @@ def test_the_daemon_refuses_a_shared_dir_and_leaves_its_mode_alone(
     assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
 
 
+@pytest.mark.parametrize("which", ["runtime", "state"])
+def test_a_refused_dir_is_not_left_behind(short_tmp: Path, which: str) -> None:
+    open_dir = short_tmp / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)  # world-writable, no sticky bit: anyone could swap our dir away
+    unsafe = open_dir / "deeper" / which
+    dirs = {"runtime": short_tmp / "run", "state": short_tmp / "state", which: unsafe}
+
+    line = refused(daemon_command(dirs["runtime"], dirs["state"]), e.EXIT_NOPERM)
+
+    assert "no sticky bit" in line
+    assert list(open_dir.iterdir()) == []  # neither the dir nor the parent made for it
+
+
 def as_nobody() -> None:
     os.setgroups([])
     os.setgid(NOBODY)

@@ -1,0 +1,255 @@
+"""A panel on disk: ``<state>/panels/<panel_id>/``, in the layout of the design seed.
+
+- ``panel_config.json``: the :class:`PanelConfig` it was created with (written once);
+- ``session_metadata.json``: where it stands (:class:`PanelMetadata`: status, round, turn,
+  the turn in flight, the stop reason), rewritten atomically after every change;
+- ``panel_messages.jsonl``: one :class:`PanelMessage` per line, appended, never rewritten;
+- ``panel_reactions.jsonl``: one :class:`ReactionRecord` per line (a reaction changes a
+  message; appending it here keeps the message log free of a second copy of any id);
+- ``participants/<name>.json``: each member's session id and transcript;
+- ``insights/insights.jsonl``, ``insights/decision_history.json``,
+  ``insights/consensus_tracking.json``, ``analytics/final_analytics.json``.
+
+Every file is appended to (whole lines, one ``write`` each) or replaced atomically (a temp
+file, fsync, rename, fsync of the directory): a daemon killed at any point leaves each one
+either as it was or as it became, and :meth:`PanelStore.load` reads a panel back from them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import msgspec
+import structlog
+
+from agentplex.protocol.panels import (
+    Decision,
+    Insight,
+    PanelConfig,
+    PanelMessage,
+    PanelStatus,
+    Reaction,
+    StopReason,
+)
+from agentplex.supervisor.dirs import prepare_private_dir
+from agentplex.supervisor.durable import write_all
+
+log = structlog.get_logger(__name__)
+
+CONFIG: Final = "panel_config.json"
+METADATA: Final = "session_metadata.json"
+MESSAGES: Final = "panel_messages.jsonl"
+REACTIONS: Final = "panel_reactions.jsonl"
+INSIGHTS: Final = "insights/insights.jsonl"
+DECISIONS: Final = "insights/decision_history.json"
+CONSENSUS: Final = "insights/consensus_tracking.json"
+FINAL_ANALYTICS: Final = "analytics/final_analytics.json"
+
+T = TypeVar("T")
+
+_SAFE_NAME: Final = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class PendingTurn(msgspec.Struct, frozen=True, kw_only=True):
+    """A turn handed to a member and not yet answered (what a restart asks again)."""
+
+    participant: str
+    turn: int
+    round: int
+    ts: float
+
+
+class PanelMetadata(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a panel stands (``session_metadata.json``)."""
+
+    id: str
+    status: PanelStatus
+    created_at: float
+    round: int = 0
+    turn: int = 0
+    pending: PendingTurn | None = None
+    stop_reason: StopReason | None = None
+    ended_at: float | None = None
+
+
+class ParticipantRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One member's ``participants/<name>.json``."""
+
+    name: str
+    session_id: str | None = None
+    transcript: str | None = None
+    backend: str | None = None
+    active: bool = True
+    left_reason: str | None = None
+
+
+class ReactionRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of ``panel_reactions.jsonl``."""
+
+    message_id: str
+    reaction: Reaction
+
+
+class LoadedPanel(msgspec.Struct, kw_only=True):
+    """Everything :meth:`PanelStore.load` reads back of one panel."""
+
+    config: PanelConfig
+    metadata: PanelMetadata
+    messages: list[PanelMessage]
+    participants: dict[str, ParticipantRecord]
+    decisions: list[Decision]
+
+
+class PanelStoreError(Exception):
+    """A panel's files could not be read back (missing or damaged)."""
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: a reader sees the old file or the new, never half."""
+    temp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a power cut
+    finally:
+        os.close(dir_fd)
+
+
+def append_line(path: Path, data: bytes) -> None:
+    """Append one whole JSON line with one ``write`` (O_APPEND: never interleaved)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        write_all(fd, data + b"\n")
+    finally:
+        os.close(fd)
+
+
+def participant_file(name: str) -> str:
+    """The file name of a member's record (its name made safe for a path)."""
+    return f"participants/{_SAFE_NAME.sub('_', name)}.json"
+
+
+class PanelStore:
+    """The panels under ``<state>/panels``; one directory each."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def dir(self, panel_id: str) -> Path:
+        return self.root / panel_id
+
+    def create(self, config: PanelConfig, metadata: PanelMetadata) -> Path:
+        """Make a new panel's directory and its first files."""
+        prepare_private_dir(self.root)
+        path = self.dir(metadata.id)
+        path.mkdir(mode=0o700)
+        for sub in ("participants", "insights", "analytics"):
+            (path / sub).mkdir(mode=0o700)
+        write_atomic(path / CONFIG, msgspec.json.encode(config))
+        self.save_metadata(metadata)
+        return path
+
+    def save_metadata(self, metadata: PanelMetadata) -> None:
+        write_atomic(self.dir(metadata.id) / METADATA, msgspec.json.encode(metadata))
+
+    def save_participant(self, panel_id: str, record: ParticipantRecord) -> None:
+        path = self.dir(panel_id) / participant_file(record.name)
+        write_atomic(path, msgspec.json.encode(record))
+
+    def append_message(self, message: PanelMessage) -> None:
+        append_line(self.dir(message.panel_id) / MESSAGES, msgspec.json.encode(message))
+
+    def append_reaction(self, panel_id: str, record: ReactionRecord) -> None:
+        append_line(self.dir(panel_id) / REACTIONS, msgspec.json.encode(record))
+
+    def append_insight(self, insight: Insight) -> None:
+        append_line(self.dir(insight.panel_id) / INSIGHTS, msgspec.json.encode(insight))
+
+    def save_decisions(self, panel_id: str, decisions: list[Decision]) -> None:
+        write_atomic(self.dir(panel_id) / DECISIONS, msgspec.json.encode(decisions))
+
+    def save_json(self, panel_id: str, name: str, value: Any) -> None:
+        """Replace one of the panel's JSON files (``CONSENSUS``, ``FINAL_ANALYTICS``)."""
+        write_atomic(self.dir(panel_id) / name, msgspec.json.encode(value))
+
+    def ids(self) -> list[str]:
+        """Every panel directory that holds a config."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / CONFIG).is_file())
+
+    def load(self, panel_id: str) -> LoadedPanel:
+        """Read a panel back; :class:`PanelStoreError` if its files cannot be read."""
+        path = self.dir(panel_id)
+        try:
+            config = msgspec.json.decode((path / CONFIG).read_bytes(), type=PanelConfig)
+            metadata = msgspec.json.decode((path / METADATA).read_bytes(), type=PanelMetadata)
+            decisions_file = path / DECISIONS
+            decisions = (
+                msgspec.json.decode(decisions_file.read_bytes(), type=list[Decision])
+                if decisions_file.is_file()
+                else []
+            )
+        except (OSError, msgspec.DecodeError) as exc:
+            raise PanelStoreError(f"panel {panel_id}: {exc}") from exc
+        participants = {
+            record.name: record for record in self._participants(path / "participants")
+        }
+        messages = merge_reactions(
+            list(read_lines(path / MESSAGES, PanelMessage)),
+            read_lines(path / REACTIONS, ReactionRecord),
+        )
+        return LoadedPanel(
+            config=config,
+            metadata=metadata,
+            messages=messages,
+            participants=participants,
+            decisions=decisions,
+        )
+
+    def _participants(self, path: Path) -> Iterator[ParticipantRecord]:
+        for file in sorted(path.glob("*.json")):
+            try:
+                yield msgspec.json.decode(file.read_bytes(), type=ParticipantRecord)
+            except (OSError, msgspec.DecodeError) as exc:
+                log.warning("panel_participant_unreadable", path=str(file), error=str(exc))
+
+
+def read_lines(path: Path, kind: type[T]) -> Iterator[T]:
+    """The records of a JSONL file; a damaged line (a crash mid-write) is skipped."""
+    if not path.is_file():
+        return
+    decoder = msgspec.json.Decoder(kind)
+    with path.open("rb") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                yield decoder.decode(line)
+            except msgspec.DecodeError:
+                log.warning("panel_line_damaged", path=str(path))
+
+
+def merge_reactions(
+    messages: list[PanelMessage], reactions: Iterator[ReactionRecord]
+) -> list[PanelMessage]:
+    """The messages with their reactions in; a message id seen twice is kept once."""
+    by_id: dict[str, PanelMessage] = {}
+    for message in messages:
+        by_id.setdefault(message.id, message)
+    for record in reactions:
+        target = by_id.get(record.message_id)
+        if target is not None:
+            reactions_now = [*target.reactions, record.reaction]
+            by_id[target.id] = msgspec.structs.replace(target, reactions=reactions_now)
+    return list(by_id.values())

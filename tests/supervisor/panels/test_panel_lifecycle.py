@@ -1,0 +1,221 @@
+"""A panel end to end against the real daemon (demo members, real processes): its log, its
+events, a human's message, its end, bad input refused with nothing written, a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+from support import DaemonProcess, fails, next_event, ok, start_daemon
+
+from agentplex import protocol as p
+from agentplex.client import Client
+from agentplex.protocol.panels import MemberSpec, PanelConfig, PanelStatus, StopReason
+
+DEADLINE = 120.0
+"""A panel of demo members on a loaded 2-core machine: generous, never slept away."""
+
+
+def demo_panel(rounds: int = 2, **fields: object) -> PanelConfig:
+    members = [
+        MemberSpec(name=name, persona=persona, backend="demo")
+        for name, persona in (("PM", "pm"), ("QA", "qa"), ("Spec", "specialist"))
+    ]
+    return PanelConfig(
+        topic="Ship the beta on Friday?", members=members, max_rounds=rounds, **fields
+    )  # type: ignore[arg-type]
+
+
+def ended(panel_id: str) -> Callable[[p.Event], bool]:
+    return lambda e: isinstance(e, p.PanelEnded) and e.panel_id == panel_id
+
+
+def turn_started(panel_id: str, round: int) -> Callable[[p.Event], bool]:
+    return lambda e: (
+        isinstance(e, p.PanelTurnStarted) and e.panel_id == panel_id and e.round == round
+    )
+
+
+def panel_dir(daemon: DaemonProcess, panel_id: str) -> Path:
+    return daemon.state_dir / "panels" / panel_id
+
+
+def logged(daemon: DaemonProcess, panel_id: str) -> list[dict[str, object]]:
+    text = (panel_dir(daemon, panel_id) / "panel_messages.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_a_three_member_panel_runs_two_sequential_rounds_in_order(
+    daemon: DaemonProcess, client: Client
+) -> None:
+    with client.subscribe(p.PANEL_TOPIC) as events:
+        info = client.panel_create(demo_panel(rounds=2))
+        seen = []
+        while True:
+            event = next_event(events, lambda e: getattr(e, "panel_id", None) == info.id, DEADLINE)
+            if isinstance(event, p.PanelMessageEvent):
+                seen.append(event.message)
+            if isinstance(event, p.PanelEnded):
+                break
+    assert event.stop_reason is StopReason.MAX_ROUNDS
+    assert [m.participant for m in seen] == ["PM", "QA", "Spec"] * 2
+    assert [m.round for m in seen] == [0, 0, 0, 1, 1, 1]
+    assert [m.turn for m in seen] == [1, 2, 3, 4, 5, 6]
+    assert all(m.text.strip() and m.latency_ms is not None for m in seen)
+    on_disk = logged(daemon, info.id)
+    assert [m["id"] for m in on_disk] == [m.id for m in seen]
+    shown = client.panel_show(info.id)
+    assert [m.id for m in shown.messages] == [m.id for m in seen]
+    assert shown.panel.status is PanelStatus.COMPLETED
+    assert shown.panel.stop_reason is StopReason.MAX_ROUNDS
+    assert all(member.session_id for member in shown.panel.members)
+    for member in shown.panel.members:  # every member's session ended with the panel
+        assert client.inspect(member.session_id).status.ended
+    final = json.loads(
+        (panel_dir(daemon, info.id) / "analytics" / "final_analytics.json").read_text()
+    )
+    report = client.panel_report(info.id)
+    assert json.loads(bytes(report.analytics)) == final  # recomputed from the log: the same
+    assert all(name in report.markdown for name in ("PM", "QA", "Spec"))
+    assert ok(daemon, "panel", "report", info.id).strip() == report.markdown.strip()
+
+
+MEMBERS = ("--member", "pm:demo", "--member", "qa:demo", "--member", "specialist:demo")
+
+
+def test_a_panel_made_with_the_cli_takes_a_humans_message_and_ends_on_request(
+    daemon: DaemonProcess, client: Client
+) -> None:
+    with client.subscribe(p.PANEL_TOPIC) as events:
+        out = ok(
+            daemon, "panel", "create", "--topic", "Ship on Friday?", *MEMBERS, "--rounds", "50"
+        )
+        panel_id = out.strip()
+        assert len(out.splitlines()) == 1  # quiet: only the id
+        first = next_event(events, lambda e: isinstance(e, p.PanelMessageEvent), DEADLINE)
+        assert isinstance(first, p.PanelMessageEvent) and first.panel_id == panel_id
+        ok(
+            daemon,
+            "panel",
+            "say",
+            panel_id[:8],
+            "What about the migration?",
+            "--reply-to",
+            first.message.id,
+        )
+        ok(daemon, "panel", "react", panel_id, first.message.id, "+1")
+        ok(daemon, "panel", "end", panel_id)
+        gone = next_event(events, ended(panel_id), DEADLINE)
+    assert isinstance(gone, p.PanelEnded)
+    assert gone.stop_reason is StopReason.ENDED_BY_REQUEST
+    shown = client.panel_show(panel_id)
+    human = [m for m in shown.messages if m.participant == "human"]
+    assert [(m.text, m.reply_to) for m in human] == [
+        ("What about the migration?", first.message.id)
+    ]
+    assert [r.emoji for r in shown.messages[0].reactions] == ["+1"]
+    ids = [m["id"] for m in logged(daemon, panel_id)]
+    assert len(ids) == len(set(ids))  # a reaction adds no second copy of a message
+    listing = ok(daemon, "panel", "ls")
+    assert panel_id[:8] in listing and "completed" in listing
+    text = ok(daemon, "panel", "show", panel_id)
+    assert "ended_by_request" in text and "What about the migration?" in text
+    watched = ok(daemon, "panel", "watch", panel_id)  # ended: the log, then it returns
+    assert first.message.id in watched
+    posted = daemon.cli("panel", "say", panel_id, "too late")
+    assert "has ended" in fails(posted, 4)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (("--member", "nobody:demo", "--member", "qa:demo"), 2, "no persona named"),
+        (("--member", "pm:nowhere", "--member", "qa:demo"), 2, "no backend"),
+        (("--member", "pm:demo"), 2, "member"),
+        (tuple(a for i in range(9) for a in ("--member", f"pm{i}:demo")), 2, "member"),
+        ((*MEMBERS, "--moderator", "ghost"), 2, "ghost"),
+        (("--type", "brainstorm", "--member", "pm:demo@for", "--member", "qa:demo"), 2, "stance"),
+        ((*MEMBERS, "--until", "rounds=soon"), 2, "rounds=soon"),
+        ((*MEMBERS, "--shape", "simultaneous"), 2, "not available yet"),
+        ((*MEMBERS, "--type", "debate"), 2, "not available yet"),
+    ],
+    ids=[
+        "persona",
+        "backend",
+        "one-member",
+        "too-many",
+        "moderator",
+        "stance",
+        "until",
+        "shape-to-come",
+        "policy-to-come",
+    ],
+)
+def test_bad_panel_input_is_refused_with_its_code_and_nothing_written(
+    daemon: DaemonProcess, args: tuple[str, ...], code: int, says: str
+) -> None:
+    done = daemon.cli("panel", "create", "--topic", "t", *args)
+    assert says in fails(done, code)
+    assert not (daemon.state_dir / "panels").exists() or not any(
+        (daemon.state_dir / "panels").iterdir()
+    )
+    assert daemon.cli("ls", "--json").stdout.strip() == "[]"  # no member was started
+
+
+def test_an_unknown_panel_is_named_so(daemon: DaemonProcess) -> None:
+    for verb in ("show", "end", "watch"):
+        assert "no panel" in fails(daemon.cli("panel", verb, "0123abcd"), 3)
+    assert "no panel" in fails(daemon.cli("panel", "say", "0123abcd", "hi"), 3)
+
+
+def test_after_a_sigkill_mid_reply_the_panel_resumes_at_that_turn(short_tmp: Path) -> None:
+    slow = ["env", "AGENTPLEX_DEMO_DELAY=0.05"]  # replies long enough to be cut
+    first = start_daemon(short_tmp, "--grace", "2", wrapper=slow)
+    try:
+        with first.client() as client, client.subscribe(p.PANEL_TOPIC, p.CHUNK_TOPIC) as events:
+            info = client.panel_create(demo_panel(rounds=2))
+            started = next_event(events, turn_started(info.id, 1), DEADLINE)
+            assert isinstance(started, p.PanelTurnStarted)
+            member = next(
+                m
+                for m in client.panel_show(info.id).panel.members
+                if m.spec.name == started.participant
+            )
+            assert member.session_id is not None
+            next_event(
+                events,
+                lambda e: (
+                    isinstance(e, p.Chunk | p.ChunkBatch)
+                    and getattr(e, "session_id", None) == member.session_id
+                ),
+                DEADLINE,
+            )
+            pids = [s.pid for s in client.list().sessions if s.pid is not None]
+    finally:
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(30)
+    assert pids and started.participant
+    second = start_daemon(short_tmp, "--grace", "2")
+    try:
+        with second.client() as client, client.subscribe(p.PANEL_TOPIC) as events:
+            if not client.panel_show(info.id).panel.status.ended:
+                next_event(events, ended(info.id), DEADLINE)
+            shown = client.panel_show(info.id)
+        for pid in pids:  # no member process from before the crash survives
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    finally:
+        assert second.stop() == 0
+    messages = shown.messages
+    ids = [m.id for m in messages]
+    assert len(ids) == len(set(ids)) == len({m["id"] for m in logged(second, info.id)})
+    cut = [m for m in messages if m.interrupted]
+    assert [(m.participant, m.round) for m in cut] == [(started.participant, 1)]
+    spoken = [(m.participant, m.round) for m in messages if not m.interrupted]
+    assert spoken == [(name, r) for r in (0, 1) for name in ("PM", "QA", "Spec")]
+    assert shown.panel.stop_reason is StopReason.MAX_ROUNDS
+    assert os.path.isfile(panel_dir(second, info.id) / "analytics" / "final_analytics.json")
