@@ -1,10 +1,15 @@
-"""Panels: the analytics of a 10,000-message panel (target ≤ 200 ms; the design seed asks 5 s).
+"""Panels: the orchestrator's overhead per turn (target p99 ≤ 5 ms with 6 demo members; 10
+panels at once at most 2x one alone), and the analytics of a 10,000-message panel (target
+≤ 200 ms; the design seed asks 5 s).
 
-    python benchmarks/panels.py [--quick] [--runs 5] [--json]
+    python benchmarks/panels.py [--quick] [--runs 5] [--json] [--save FILE]
 
-A synthetic panel is built once, in memory, with a fixed seed: 6 members taking turns over
-rounds, each reply answering one of the last few messages, some naming another member,
-agents' replies carrying usage and a latency, a few reactions, orchestrator (SYSTEM)
+Overhead: real daemons run panels of demo members (``_panel_turns.py`` says what is measured
+between which timestamps); each workload runs ``--runs`` times, the workloads taking turns.
+
+Analytics: a synthetic panel is built once, in memory, with a fixed seed: 6 members taking
+turns over rounds, each reply answering one of the last few messages, some naming another
+member, agents' replies carrying usage and a latency, a few reactions, orchestrator (SYSTEM)
 messages, a captured insight every 20 messages and a voted decision every 200. Then, per
 run: ``compute`` over the whole log (what ``panel report`` and the end of a panel do); the
 ``LiveAnalytics`` path (every record ``update``d, then one ``snapshot``); the snapshot
@@ -14,11 +19,13 @@ report (its discussion bounded to the last 200 messages).
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agentplex.protocol.panels import (
@@ -41,7 +48,19 @@ from agentplex.protocol.values import Usage
 from agentplex.supervisor.panels.analytics import LiveAnalytics, compute, encode
 from agentplex.supervisor.panels.report import markdown
 
-from _harness import Measure, Options, Report, fixed, log, main, runs_text
+from _harness import (
+    Measure,
+    Options,
+    Report,
+    describe_machine,
+    fixed,
+    log,
+    machine,
+    parse_options,
+    runs_text,
+)
+from _panel_turns import Workload
+from _panel_turns import run as run_panels
 
 MEMBERS = ["PM", "QA", "Specialist", "Architect", "Security", "Ann"]
 """Five agents and a human."""
@@ -206,5 +225,93 @@ def measure(options: Options) -> Report:
     return report
 
 
+# --------------------------------------------------------------------------- overhead
+
+OVERHEAD_TARGET_MS = 5.0
+GROWTH_LIMIT = 2.0
+
+
+def overhead_workloads(quick: bool) -> tuple[Workload, Workload, Workload]:
+    """Six members alone (the target's case), four alone, and ten panels of four at once."""
+    if quick:
+        return Workload(1, 3, 2), Workload(1, 2, 2), Workload(2, 2, 2)
+    return Workload(1, 6, 5), Workload(1, 4, 5), Workload(10, 4, 5)
+
+
+def measure_overhead(options: Options) -> Report:
+    six, alone, crowd = overhead_workloads(options.quick)
+    ms = fixed(2)
+    report = Report(
+        f"Panels: orchestrator overhead per turn, demo members ({runs_text(options)})",
+        ["system", "workload"],
+        [
+            Measure("result→next spawned p50 ms", "result_spawn_p50", ms),
+            Measure("p99 ms", "result_spawn_p99", ms),
+            Measure("of which CLI exit p50", "result_exit_p50", ms),
+            Measure("orchestrator p50", "exit_started_p50", ms),
+            Measure("orchestrator p99", "exit_started_p99", ms),
+            Measure("spawn p50", "started_spawn_p50", ms),
+            Measure("spawn p99", "started_spawn_p99", ms),
+            Measure("turns", "handovers", fixed(0)),
+        ],
+    )
+    results: dict[Workload, list[dict[str, Any]]] = {w: [] for w in (six, alone, crowd)}
+    for i in range(options.runs):
+        for workload, runs in results.items():
+            log(f"panels overhead {workload.label} run {i + 1}/{options.runs}")
+            runs.append(run_panels(workload))
+    for workload, runs in results.items():
+        report.add(["agentplex", workload.label], runs)
+    report.notes += overhead_notes(results[six], results[alone], results[crowd])
+    return report
+
+
+def overhead_notes(
+    six: list[dict[str, Any]], alone: list[dict[str, Any]], crowd: list[dict[str, Any]]
+) -> list[str]:
+    def median(runs: list[dict[str, Any]], key: str) -> float:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        return statistics.median(values) if values else float("nan")
+
+    p99 = median(six, "result_spawn_p99")
+    own = median(six, "exit_started_p99") + median(six, "started_spawn_p99")
+    growth = {
+        key: median(crowd, key) / median(alone, key)
+        for key in ("exit_started_p50", "exit_started_p99", "result_spawn_p50")
+    }
+    verdict = "within" if p99 <= OVERHEAD_TARGET_MS else "OVER"
+    grown = "within" if max(growth.values()) <= GROWTH_LIMIT else "OVER"
+    return [
+        f"Target: result→next spawned p99 ≤ {OVERHEAD_TARGET_MS:.0f} ms with 6 members; this "
+        f"run's median p99 {p99:.2f} ms is {verdict} it (orchestrator p99 + spawn p99: "
+        f"{own:.2f} ms). \"of which CLI exit\" is the member process ending after its result "
+        "(one process per turn), before which the turn is not over.",
+        "Crowd ÷ alone (medians): "
+        + ", ".join(f"{key} {value:.2f}x" for key, value in growth.items())
+        + f"; limit {GROWTH_LIMIT:.0f}x: {grown}.",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Both tables, under one machine line (``--json``/``--save``: every run)."""
+    options = parse_options("Panels benchmark", argv)
+    before = machine()
+    reports = [measure_overhead(options), measure(options)]
+    after = machine()
+    doc = {
+        "machine": before,
+        "load_average_after": after["load_average"],
+        "reports": [report.as_json() for report in reports],
+    }
+    if options.save:
+        Path(options.save).write_text(json.dumps(doc, indent=2))
+    if options.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"machine: {describe_machine(before)}; after: {after['load_average']}\n")
+        print("\n\n".join(report.render() for report in reports))
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main("Panels benchmark", measure))
+    sys.exit(main())

@@ -13,6 +13,7 @@ from agentplex.cli.render import visible
 from agentplex.client.sync_client import Client
 from agentplex.protocol.errors import InvalidArgument
 from agentplex.protocol.panels import (
+    Decision,
     MemberSpec,
     PanelAction,
     PanelConfig,
@@ -20,6 +21,7 @@ from agentplex.protocol.panels import (
     PanelMessage,
     PanelType,
     RoundShape,
+    SpeakerPolicy,
     Stance,
 )
 
@@ -61,6 +63,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     c.add_argument("--rounds", type=int, help="stop after this many rounds")
     c.add_argument("--shape", default="sequential", choices=[s.value for s in RoundShape])
     c.add_argument(
+        "--policy",
+        choices=[s.value for s in SpeakerPolicy],
+        help="who speaks next in sequential rounds (default: the type's; manual: 'panel next')",
+    )
+    c.add_argument(
         "--until",
         action="append",
         default=[],
@@ -93,7 +100,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     d = verbs.add_parser("decide", help="put a proposal to the voting members")
     d.add_argument("panel")
     d.add_argument("proposal")
+    d.add_argument("--veto", action="store_true", help="offer the voters a veto")
+    d.add_argument(
+        "--human-wait",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long voting human members have to post their POSITION (default 120)",
+    )
     d.add_argument("--json", action="store_true")
+    n = verbs.add_parser("next", help="pick who speaks next (the manual speaker policy)")
+    n.add_argument("panel")
+    n.add_argument("member", help="the member's name")
+    n.add_argument("--json", action="store_true")
     for action in PanelAction:
         a = verbs.add_parser(action.value, help=f"{action.value} a panel")
         a.add_argument("panel")
@@ -125,6 +144,7 @@ def config_from(args: argparse.Namespace) -> PanelConfig:
         members=[parse_member(m) for m in args.member],
         moderator=args.moderator,
         shape=RoundShape(args.shape),
+        speaker_policy=SpeakerPolicy(args.policy) if args.policy else None,
         max_rounds=args.rounds,
         until=args.until,
         tag=args.tag,
@@ -160,7 +180,7 @@ def run(client: Client, args: argparse.Namespace) -> int:
 
 
 def _act(client: Client, args: argparse.Namespace) -> int:
-    """The quiet verbs: nothing printed unless ``--json``."""
+    """The quiet verbs: nothing printed unless ``--json`` (decide prints its decision)."""
     verb = args.panel_command
     reply: object
     if verb == "say":
@@ -169,13 +189,29 @@ def _act(client: Client, args: argparse.Namespace) -> int:
         )
     elif verb == "react":
         reply = client.panel_react(args.panel, args.message, args.emoji)
+    elif verb == "next":
+        reply = client.panel_next(args.panel, args.member)
     elif verb == "decide":
-        reply = client.panel_decide(args.panel, args.proposal)
+        reply = client.panel_decide(
+            args.panel, args.proposal, veto=args.veto, human_wait_s=args.human_wait
+        )
+        if not args.json:
+            print_decision(reply.decision)
     else:
         reply = client.panel_control(args.panel, PanelAction(verb))
     if args.json:
         print(p.encode(reply).decode())
     return 0
+
+
+def print_decision(decision: Decision) -> None:
+    """The consensus reached, then each vote on a line."""
+    level = decision.level.value.replace("_", " ")
+    print(f"{level} (agreement {decision.agreement:.3f})  decision {decision.id}")
+    for vote in decision.votes:
+        print(f"  {vote.participant}: {vote.position}  {visible(vote.reason)}")
+    for item in decision.action_items:
+        print(f"  action item: {visible(item)}")
 
 
 def listing_line(info: PanelInfo) -> str:

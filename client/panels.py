@@ -10,6 +10,9 @@ from agentplex.protocol.panels import PanelAction, PanelConfig, PanelInfo, Panel
 
 R = TypeVar("R", bound=p.Reply)
 
+DECIDE_TIMEOUT = 1860.0
+"""How long ``panel_decide`` waits by default: the daemon's default turn timeout and a minute."""
+
 
 class PanelMethods:
     """Create, read, post to and control panels."""
@@ -64,11 +67,22 @@ class PanelMethods:
         return (await self.request(request, p.PanelPosted, timeout)).message
 
     async def panel_decide(
-        self, panel: str, proposal: str, *, timeout: float | None = None
+        self,
+        panel: str,
+        proposal: str,
+        *,
+        veto: bool = False,
+        human_wait_s: float = 120.0,
+        timeout: float | None = None,
     ) -> p.PanelDecided:
-        """Put a proposal to the voting members and record the decision."""
-        request = p.PanelDecide(panel=panel, proposal=proposal)
-        return await self.request(request, p.PanelDecided, timeout)
+        """Put a proposal to the voting members (a position round, offering a veto if asked;
+        voting humans have ``human_wait_s`` to post their position) and record the decision.
+        It waits for the members' replies: by default as long as a daemon's turn may last."""
+        request = p.PanelDecide(
+            panel=panel, proposal=proposal, veto=veto, human_wait_s=human_wait_s
+        )
+        wait = timeout if timeout is not None else DECIDE_TIMEOUT + human_wait_s
+        return await self.request(request, p.PanelDecided, wait)
 
     async def panel_control(
         self, panel: str, action: PanelAction | str, *, timeout: float | None = None
@@ -77,6 +91,13 @@ class PanelMethods:
         request = p.PanelControl(panel=panel, action=PanelAction(action))
         wait = timeout if timeout is not None else 60.0
         return (await self.request(request, p.PanelChanged, wait)).panel
+
+    async def panel_next(
+        self, panel: str, participant: str, *, timeout: float | None = None
+    ) -> PanelInfo:
+        """Pick who speaks next in a panel with the manual speaker policy."""
+        request = p.PanelNext(panel=panel, participant=participant)
+        return (await self.request(request, p.PanelChanged, timeout)).panel
 
     async def panel_report(self, panel: str, *, timeout: float | None = None) -> p.PanelReported:
         """A panel's analytics and its Markdown report."""

@@ -176,6 +176,7 @@ class Client:
     panel_decide = _blocking(AsyncClient.panel_decide)
     panel_control = _blocking(AsyncClient.panel_control)
     panel_report = _blocking(AsyncClient.panel_report)
+    panel_next = _blocking(AsyncClient.panel_next)
 
     @contextmanager
     def subscribe(

@@ -126,6 +126,16 @@ def _attach_prompt(argv: list[str]) -> list[str]:
     return out
 
 
+def turn_cost() -> float:
+    """What a turn reports it cost: ``AGENTPLEX_DEMO_COST`` dollars (default 0), so a test
+    can run a cost budget with no model."""
+    try:
+        cost = float(os.environ.get("AGENTPLEX_DEMO_COST", "0"))
+    except ValueError:
+        return 0.0
+    return cost if cost >= 0 and cost == cost and cost != float("inf") else 0.0
+
+
 def demo_home() -> Path:
     home = os.environ.get("AGENTPLEX_DEMO_HOME")
     return Path(home) if home else Path(tempfile.gettempdir()) / f"agentplex-demo-{os.getuid()}"
@@ -274,7 +284,7 @@ def result(turn: Turn, text: str, **fields: Any) -> None:
             "duration_ms": int((time.monotonic() - turn.started) * 1000),
             "num_turns": turn.number,
             "result": text,
-            "total_cost_usd": 0.0,
+            "total_cost_usd": turn_cost(),
             "usage": turn.usage(len(text.split())),
             **fields,
         }

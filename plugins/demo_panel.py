@@ -56,6 +56,8 @@ _MEMBER = re.compile(r"^\s*([^(),]+?)\s*\(([^()]+)\)\s*$")
 _CONCLUDE = re.compile(
     r"\b(conclude|conclusion|wrap up|wrap-up|final round|last round|closing|DECISION:)", re.I
 )
+_WRAP_UP = re.compile(r"\b(conclude|wrap up|wrap-up)\b", re.I)
+"""Heard by a moderator, it gives its verdict (``VERDICT: stop``)."""
 _PROPOSAL = re.compile(r"\bproposal:[ \t]*\n?\s*(\S.*)$", re.I | re.M)
 """``Proposal: X``, or (as ``consensus.position_request`` puts it) a line ending in
 ``this proposal:`` and the proposal on the next lines."""
@@ -166,6 +168,8 @@ def reply(seat: Seat, prompt: str, turn: int, seed: str = "", earlier: str = "")
     if _CONCLUDE.search(asked):
         decision = rng.choice(_decisions(seat))
         lines.append(f"DECISION: {fill(decision, seat)}")
+    if seat.me.role == "moderator" and any(_WRAP_UP.search(s.text) for s in heard(prompt, seat.me)):
+        lines.append("VERDICT: stop")  # asked to wrap up: the moderator's adaptive break
     if choices := _NEXT_CHOICES.search("\n".join(split_prompt(prompt)[1])):
         lines.append(f"NEXT: {next_speaker(lines, choices[1], rng)}")
     return "\n".join(lines)

@@ -171,10 +171,16 @@ class PanelReact(PanelRequest, frozen=True, tag="panel_react"):
 
 
 class PanelDecide(PanelRequest, frozen=True, tag="panel_decide"):
-    """Put a proposal to the voting members (a position round), then record the decision."""
+    """Put a proposal to the voting members (a position round), then record the decision.
+
+    The round waits for the turn in flight, asks every voting agent member at once and
+    waits up to ``human_wait_s`` for each voting human member to post a ``POSITION:`` line
+    (``panel_say``); a member with no position abstains. ``veto`` offers a veto."""
 
     panel: str
     proposal: str
+    veto: bool = False
+    human_wait_s: float = 120.0
 
 
 class PanelControl(PanelRequest, frozen=True, tag="panel_control"):
@@ -182,6 +188,14 @@ class PanelControl(PanelRequest, frozen=True, tag="panel_control"):
 
     panel: str
     action: PanelAction
+
+
+class PanelNext(PanelRequest, frozen=True, tag="panel_next"):
+    """Pick the next speaker of a sequential panel under the manual speaker policy (which
+    gives no turn until a pick); the pick holds for one turn."""
+
+    panel: str
+    participant: str
 
 
 class PanelReport(PanelRequest, frozen=True, tag="panel_report"):
@@ -213,6 +227,7 @@ Request = (
     | PanelDecide
     | PanelControl
     | PanelReport
+    | PanelNext
 )
 
 

@@ -116,6 +116,7 @@ REQUIRED_ROLE: Final[Mapping[type[Request], Role]] = MappingProxyType(
         panel_requests.PanelReact: Role.OPERATOR,
         panel_requests.PanelDecide: Role.OPERATOR,
         panel_requests.PanelControl: Role.OPERATOR,
+        panel_requests.PanelNext: Role.OPERATOR,
     }
 )
 """The least role allowed each request type. A type missing here is refused to everyone

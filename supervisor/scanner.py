@@ -22,6 +22,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Container, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -165,6 +166,11 @@ class ProcessScanner:
         self._leaders: dict[int, Leader] = {}
         self._lineage: dict[tuple[int, int], str] = {}
         self._session_cgroups: dict[str, SessionCgroup] = {}
+        # Moving a process into a cgroup waits for an RCU grace period: well under a
+        # millisecond when idle, 15 ms and more on a busy machine. One worker thread does the
+        # moves, in order, so a spawn never waits for one on the event loop.
+        self._joiner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cgroup-join")
+        self._joining: dict[str, Future[None]] = {}
 
     @classmethod
     def for_mode(cls, tracking: Tracking) -> ProcessScanner:
@@ -184,21 +190,27 @@ class ProcessScanner:
         return "cgroup" if self.cgroups is not None else "tree"
 
     def track(self, session_id: str, pid: int) -> None:
-        """Own a leader just spawned for ``session_id``: into its cgroup, and known by pid."""
+        """Own a leader just spawned for ``session_id``: known by pid at once, moved into its
+        cgroup by the worker thread (until then the tree finds its processes)."""
         stat = stat_of(pid)
         if stat is not None:
             self._leaders[pid] = Leader(session_id, stat.started, time.monotonic())
         if self.cgroups is None:
             return
-        try:
-            cgroup = self._session_cgroups.get(session_id) or self.cgroups.session(session_id)
-            self._session_cgroups[session_id] = cgroup
-            cgroup.add(pid)
-        except OSError as exc:  # e.g. it exited already, or no descriptor: the tree finds it
-            log.warning("cgroup_join_failed", session_id=session_id, pid=pid, error=str(exc))
+        cgroup = self._session_cgroups.get(session_id) or SessionCgroup(
+            self.cgroups.root / session_id
+        )
+        self._session_cgroups[session_id] = cgroup
+        self._joining[session_id] = self._joiner.submit(_join, self.cgroups, cgroup, pid)
+
+    def joined(self, session_id: str) -> bool:
+        """Whether the session's last leader has been moved into its cgroup (or failed to)."""
+        joining = self._joining.get(session_id)
+        return joining is None or joining.done()
 
     def forget(self, session_id: str) -> None:
         """The session ended: remove its cgroup once empty (kept children keep it)."""
+        self._joining.pop(session_id, None)
         cgroup = self._session_cgroups.get(session_id)
         if cgroup is not None and cgroup.remove():
             del self._session_cgroups[session_id]
@@ -213,7 +225,7 @@ class ProcessScanner:
         spawn and the leader's move into the cgroup is outside it; a terminate and the
         daemon's shutdown still find that one by the tree."""
         cgroup = self._session_cgroups.get(session_id)
-        return cgroup is not None and not cgroup.members()
+        return cgroup is not None and self.joined(session_id) and not cgroup.members()
 
     def cgroups_in_use(self) -> list[str]:
         """The sessions that have a cgroup still (ended ones whose children were kept too)."""
@@ -283,3 +295,12 @@ class ProcessScanner:
             self._forming = None
             scan.read()
         return scan
+
+
+def _join(tree: CgroupTree, cgroup: SessionCgroup, pid: int) -> None:
+    """In the worker thread: make the session's cgroup if need be and move ``pid`` into it."""
+    try:
+        tree.session(cgroup.path.name)
+        cgroup.add(pid)
+    except OSError as exc:  # it exited already, or no descriptor: the tree finds the rest
+        log.warning("cgroup_join_failed", cgroup=cgroup.path.name, pid=pid, error=str(exc))

@@ -9,6 +9,7 @@ from agentplex.protocol.errors import InvalidArgument
 from agentplex.protocol.replies import (
     PanelChanged,
     PanelCreated,
+    PanelDecided,
     PanelPosted,
     PanelReported,
     Panels,
@@ -20,6 +21,7 @@ from agentplex.protocol.requests import (
     PanelCreate,
     PanelDecide,
     PanelList,
+    PanelNext,
     PanelReact,
     PanelReport,
     PanelRequest,
@@ -53,8 +55,11 @@ class PanelApi:
                 return PanelPosted(id=rid, message=service.react(ref, message, emoji, who))
             case PanelControl(panel=ref, action=action):
                 return PanelChanged(id=rid, panel=await service.control(ref, action))
-            case PanelDecide(panel=ref, proposal=proposal):
-                service.decide(ref, proposal)  # refuses: position rounds are to come
+            case PanelDecide(panel=ref, proposal=proposal, veto=veto, human_wait_s=wait):
+                decision = await service.decide(ref, proposal, veto=veto, human_wait_s=wait)
+                return PanelDecided(id=rid, decision=decision)
+            case PanelNext(panel=ref, participant=name):
+                return PanelChanged(id=rid, panel=service.pick(ref, name))
             case PanelReport(panel=ref):
                 return self._report(ref, rid)
             case _:

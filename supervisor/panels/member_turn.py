@@ -1,5 +1,5 @@
-"""One member's turn, read off the in-process bus: from the prompt being handed to its
-session to the session being idle again, and what the member said.
+"""One member's turn: handed to its session (started on its first turn), then read off the
+in-process bus until the session is idle again, and what the member said.
 
 The reply is the turn's final text: the ``result`` chunk's text, else its assistant text
 chunks joined. Thinking, tool calls and their results stay in the member's own transcript.
@@ -16,12 +16,16 @@ from agentplex.protocol import (
     Chunk,
     ChunkBatch,
     ChunkKind,
+    PermissionPolicy,
     SessionStatus,
+    Start,
     Usage,
     chunk_topic,
     expand,
 )
+from agentplex.protocol.panels import MemberSpec, PanelConfig
 from agentplex.supervisor.bus import Bus, Gap
+from agentplex.supervisor.manager import SessionManager
 from agentplex.supervisor.session import Session
 
 _TURN_OVER = frozenset({SessionStatus.IDLE, SessionStatus.INTERRUPTED})
@@ -84,6 +88,8 @@ class TurnWatch:
         failed = None
         if result is not None and result.is_error:
             failed = result.text or "the member's turn failed"
+        elif result is None and errors:  # cut off mid-reply (its process died): no reply
+            failed = errors[-1]
         elif not text.strip():
             failed = errors[-1] if errors else "the member gave no reply"
         ended = self._session.status.ended
@@ -109,3 +115,38 @@ class TurnWatch:
             event = item.event
             if isinstance(event, Chunk | ChunkBatch):
                 found.extend(expand(event))
+
+
+def start_request(config: PanelConfig, member: MemberSpec, prompt: str) -> Start:
+    """The session a member's first turn starts."""
+    return Start(
+        backend=member.backend,
+        persona=member.persona,
+        model=member.model,
+        prompt=prompt,
+        permission_policy=PermissionPolicy.DENY,  # members discuss; they use no tools
+        tag=config.tag or "panels",
+        cwd=config.cwd,
+    )
+
+
+async def hand_over(
+    manager: SessionManager, bus: Bus, session_id: str | None, start: Start
+) -> tuple[TurnWatch, Session | None]:
+    """Start the member's session with ``start`` (returned, for the panel to record), or
+    send ``start.prompt`` to the session it has; with the watch on the turn."""
+    if session_id is None:
+        session = await manager.start(start)
+        return TurnWatch(bus, session), session  # before any await: nothing is missed
+    session = manager.registry.get(session_id)
+    manager.send(session.id, start.prompt or "")
+    return TurnWatch(bus, session), None
+
+
+def can_resume(manager: SessionManager, backend_id: str | None) -> bool:
+    """Whether a member's backend carries its conversation on (a resume id or a long-lived
+    process); unknown (not started yet) counts as yes: its first prompt is its whole brief."""
+    if backend_id is None:
+        return True
+    capabilities = manager.backends.get(backend_id).capabilities
+    return capabilities.resume or capabilities.long_lived

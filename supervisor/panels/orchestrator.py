@@ -1,12 +1,11 @@
 """One panel, run: who speaks next, what each member is told, its reply turned into a panel
 message, insights caught, the stop checked, everything written and published.
 
-Round robin, sequential rounds: in each round every active agent member speaks once, in
-the order of the config; each sees every message since its last turn (its own
-conversation goes on through its CLI's resume id, so history is not re-sent). Where a
-round stands is derived from the message log, so a restart resumes it: a turn handed out
-and never answered (``PanelMetadata.pending``) is recorded as an interrupted message and
-asked again.
+Who speaks and what each member is told is planned by :class:`~.rounds.Rounds` (speaker
+policies, sequential / simultaneous / review rounds); this module carries the plan out. Where
+a round stands is derived from the message log, so a restart resumes it: a sequential turn
+handed out and never answered (``PanelMetadata.pending``) is recorded as an interrupted
+message and asked again; a parallel round asks again whoever has not answered it.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import anyio
 import msgspec
 import structlog
 
-from agentplex.protocol import PermissionPolicy, Start, Usage
 from agentplex.protocol.errors import AgentplexError, PanelFinished
 from agentplex.protocol.events import (
     Event,
@@ -31,20 +29,33 @@ from agentplex.protocol.events import (
 )
 from agentplex.protocol.panels import (
     Insight,
-    MemberInfo,
     MemberSpec,
     MessageType,
     PanelInfo,
     PanelMessage,
     PanelStatus,
     ParticipantKind,
+    SpeakerPolicy,
     StopReason,
 )
 from agentplex.supervisor.bus import Bus
 from agentplex.supervisor.manager import SessionManager
-from agentplex.supervisor.panels import analytics, insights, prompts, termination
-from agentplex.supervisor.panels.member_turn import MemberReply, TurnWatch
-from agentplex.supervisor.panels.rules import moderator_of, rules_for
+from agentplex.supervisor.panels import analytics, clock, insights, termination
+from agentplex.supervisor.panels._info import panel_info
+from agentplex.supervisor.panels.member_turn import (
+    MemberReply,
+    TurnWatch,
+    can_resume,
+    hand_over,
+    start_request,
+)
+from agentplex.supervisor.panels.rounds import Rounds, review_file
+from agentplex.supervisor.panels.rules import (
+    SYSTEM_PARTICIPANT,
+    find_member,
+    moderator_of,
+    rules_for,
+)
 from agentplex.supervisor.panels.store import (
     FINAL_ANALYTICS,
     LoadedPanel,
@@ -84,6 +95,13 @@ class Orchestrator:
             self._resumed.set()
         self._scope: anyio.CancelScope | None = None
         self._end_requested = False
+        self._stopped: StopReason | None = None
+        self._plan = Rounds(self.config, self.id)
+        self._manual_pick: str | None = None
+        self._changed = anyio.Event()
+        """Set by whatever may let a waiting panel go on (a post, a pick, a resume)."""
+        self.floor = anyio.Lock()
+        """Held by each turn (or parallel round) and by a position round (decisions.py)."""
         self.finished = anyio.Event()
         if self.metadata.status.ended:
             self.finished.set()
@@ -100,37 +118,7 @@ class Orchestrator:
         return [m for m in self.config.members if m.kind is ParticipantKind.AGENT]
 
     def info(self) -> PanelInfo:
-        said: dict[str, int] = {}
-        usage = Usage()
-        for message in self.messages:
-            said[message.participant] = said.get(message.participant, 0) + 1
-            if message.usage is not None:
-                usage = _add(usage, message.usage)
-        members = []
-        for spec in self.config.members:
-            record = self.participants.get(spec.name)
-            members.append(
-                MemberInfo(
-                    spec=spec,
-                    session_id=record.session_id if record else None,
-                    messages=said.get(spec.name, 0),
-                    active=record.active if record else True,
-                )
-            )
-        pending = self.metadata.pending
-        return PanelInfo(
-            id=self.id,
-            config=self.config,
-            status=self.metadata.status,
-            members=members,
-            created_at=self.metadata.created_at,
-            round=self.metadata.round,
-            turn=self.metadata.turn,
-            messages=len(self.messages),
-            speaking=pending.participant if pending else None,
-            stop_reason=self.metadata.stop_reason,
-            usage=usage,
-        )
+        return panel_info(self.config, self.metadata, self.messages, self.participants)
 
     # ------------------------------------------------------------------ running
 
@@ -142,34 +130,82 @@ class Orchestrator:
         self._recover_pending()
         reason: StopReason | None = None
         with anyio.CancelScope() as self._scope:
-            reason = await self._loop()
+            async with anyio.create_task_group() as tg:  # time= stops cut the turn in flight
+                progress = lambda: self._progress([])  # noqa: E731
+                started = self.metadata.created_at
+                tg.start_soon(clock.stop_on_time, self._condition, progress, started, self._stop)
+                reason = await self._loop()
+                tg.cancel_scope.cancel()
+        reason = reason or self._stopped
         if self._end_requested or reason is not None:
             with anyio.CancelScope(shield=True):
                 await self._finish(reason or StopReason.ENDED_BY_REQUEST)
 
+    def _stop(self, reason: StopReason) -> None:
+        """Stop now, the turn in flight dropped (the clock found a condition met)."""
+        self._stopped = reason
+        if self._scope is not None:
+            self._scope.cancel()
+
     async def _loop(self) -> StopReason:
         while True:
             await self._resumed.wait()
+            if not self._resumed.is_set():  # paused while this woke (wait checkpoints)
+                continue
             reason = self._stop_reason()
             if reason is not None:
                 return reason
-            speaker = self._next_speaker()
-            if speaker is None:  # every agent spoke this round
+            if self._plan.round_over(self.messages, self.metadata.round, self._inactive()):
                 self._save(round=self.metadata.round + 1)
                 self._publish(PanelUpdated(panel_id=self.id, panel=self.info()))
-                continue
-            await self._turn(speaker)
+            else:
+                async with self.floor:  # a position round waits for the turn in flight
+                    turns = self._parallel_round if self._plan.parallel else self._sequential_turn
+                    await turns()
 
-    def _next_speaker(self) -> MemberSpec | None:
-        spoke = {
-            m.participant
-            for m in self.messages
-            if m.round == self.metadata.round and not m.interrupted
-        }
-        for member in self.agents:
-            if member.name not in spoke and self._active(member.name):
-                return member
-        return None
+    async def _sequential_turn(self) -> None:
+        choice = self._plan.next_speaker(self.messages, self._inactive(), self._manual_pick)
+        if choice is None:  # a manual panel before its pick, or no one may speak yet
+            await self._wait_change()
+            return
+        if choice.fallback:
+            self._system(f"{choice.name} speaks next: {choice.reason}")
+        self._manual_pick = None
+        member = find_member(self.config, choice.name)
+        assert member is not None  # next_speaker picks members only
+        prompt = self._plan.sequential_prompt(member, self.messages, self._resumable(member))
+        await self._turn(member, prompt, self.metadata.turn + 1, sequential=True)
+
+    async def _parallel_round(self) -> None:
+        """Every member owing this round its turn at once; prompts all made first."""
+        rnd = self.metadata.round
+        owing = self._plan.owing(self.messages, rnd, self._inactive())
+        handed, labels = self._plan.parallel_prompts(self.messages, rnd, owing, self._resumable)
+        if labels:  # stored before any prompt goes out, never sent
+            self._store.save_json(self.id, review_file(rnd), labels)
+        base = self.metadata.turn
+        async with anyio.create_task_group() as tg:
+            for offset, (member, prompt) in enumerate(handed, start=1):
+                tg.start_soon(self._turn, member, prompt, base + offset)
+
+    async def _wait_change(self) -> None:
+        # Bounded: the floor is given up each second, so a position round is never starved.
+        with anyio.move_on_after(1.0):
+            await self._changed.wait()
+        self._changed = anyio.Event()
+
+    def _inactive(self) -> frozenset[str]:
+        return frozenset(n for n, r in self.participants.items() if not r.active)
+
+    def _resumable(self, member: MemberSpec) -> bool:
+        record = self.participants.get(member.name)
+        return can_resume(self._manager, record.backend if record else None)
+
+    def pick(self, name: str) -> None:
+        """A human's pick of the next speaker (``panel next``) under the manual policy."""
+        self._require_live()
+        self._manual_pick = self._plan.check_pick(name, self._inactive())
+        self._changed.set()
 
     def _active(self, name: str) -> bool:
         record = self.participants.get(name)
@@ -195,51 +231,40 @@ class Orchestrator:
             ended_by_request=self._end_requested,
         )
 
-    async def _turn(self, member: MemberSpec) -> None:
-        prompt = self._prompt_for(member)
-        turn, rnd = self.metadata.turn + 1, self.metadata.round
-        self._save(
-            pending=PendingTurn(participant=member.name, turn=turn, round=rnd, ts=time.time())
-        )
+    async def _turn(
+        self, member: MemberSpec, prompt: str, turn: int, *, sequential: bool = False
+    ) -> None:
+        rnd = self.metadata.round
+        if sequential:  # a parallel round's owed turns are read off the log instead
+            pending = PendingTurn(participant=member.name, turn=turn, round=rnd, ts=time.time())
+            self._save(pending=pending)
         self._publish(
             PanelTurnStarted(
                 panel_id=self.id, participant=member.name, turn=turn, round=rnd, ts=time.time()
             )
         )
         try:
-            watch = await self._hand_over(member, prompt)
+            with anyio.CancelScope(shield=True):  # a session started is one recorded
+                watch = await self._hand_over(member, prompt)
         except AgentplexError as exc:
             self._member_left(member.name, f"its turn could not start: {exc.message}")
             reply = MemberReply(text="", latency_ms=0, failed=exc.message, session_ended=True)
         else:
             reply = await watch.wait()
-            if reply.session_ended:
+            if reply.session_ended or reply.failed is not None:  # failed: it takes no more turns
                 self._member_left(member.name, reply.failed or "its session ended")
         self._record_reply(member, reply, turn, rnd)
 
     async def _hand_over(self, member: MemberSpec, prompt: str) -> TurnWatch:
-        """Start the member's session with ``prompt``, or send it to the one it has."""
+        """Start the member's session with ``prompt`` (recorded at once), or send it to the
+        one it has."""
         record = self.participants.get(member.name)
+        start = start_request(self.config, member, prompt)
         session_id = record.session_id if record else None
-        if session_id is None:
-            session = await self._manager.start(self._start_request(member, prompt))
-            watch = TurnWatch(self._bus, session)  # before any await: nothing is missed
-            self._save_participant(member, session)
-            return watch
-        session = self._manager.registry.get(session_id)
-        self._manager.send(session.id, prompt)
-        return TurnWatch(self._bus, session)
-
-    def _start_request(self, member: MemberSpec, prompt: str) -> Start:
-        return Start(
-            backend=member.backend,
-            persona=member.persona,
-            model=member.model,
-            prompt=prompt,
-            permission_policy=PermissionPolicy.DENY,  # members discuss; they use no tools
-            tag=self.config.tag or "panels",
-            cwd=self.config.cwd,
-        )
+        watch, started = await hand_over(self._manager, self._bus, session_id, start)
+        if started is not None:
+            self._save_participant(member, started)
+        return watch
 
     def _save_participant(self, member: MemberSpec, session: Session) -> None:
         record = ParticipantRecord(
@@ -273,28 +298,8 @@ class Orchestrator:
             latency_ms=reply.latency_ms,
         )
         self._append(message)
-        self._save(turn=turn, pending=None)
+        self._save(turn=max(turn, self.metadata.turn), pending=None)
         self._capture(message)
-
-    # ------------------------------------------------------------------ prompts
-
-    def _prompt_for(self, member: MemberSpec) -> str:
-        """Its first turn: its brief, and what was said before it; later: what it has not
-        seen since its last message (the rest is in its own conversation)."""
-        own = [
-            i
-            for i, m in enumerate(self.messages)
-            if m.participant == member.name
-            and m.type is not MessageType.SYSTEM
-            and not m.interrupted
-        ]
-        if own:
-            return prompts.catch_up(self.config, member, self.messages[own[-1] + 1 :])
-        brief = prompts.first_prompt(self.config, member)
-        earlier = [m for m in self.messages if m.participant != member.name]
-        if not any(m.type is not MessageType.SYSTEM and not m.interrupted for m in earlier):
-            return brief
-        return f"{brief}\n\n{prompts.catch_up(self.config, member, earlier)}"
 
     # ------------------------------------------------------------------ messages
 
@@ -308,6 +313,18 @@ class Orchestrator:
             ts=time.time(),
             mentions=insights.mentions(text, names),
             **fields,  # type: ignore[arg-type]
+        )
+
+    def _system(self, text: str) -> None:
+        """The orchestrator's own note in the log (a fallback and why)."""
+        self._append(
+            self._message(
+                SYSTEM_PARTICIPANT,
+                text,
+                turn=self.metadata.turn,
+                round=self.metadata.round,
+                type=MessageType.SYSTEM,
+            )
         )
 
     def _append(self, message: PanelMessage) -> None:
@@ -331,11 +348,19 @@ class Orchestrator:
             turn=self.metadata.turn,
             round=self.metadata.round,
             reply_to=reply_to,
-            thread_id=reply_to,
+            thread_id=self._thread_of(reply_to),
         )
         self._append(message)
         self._capture(message)
+        self._changed.set()
         return message
+
+    def _thread_of(self, reply_to: str | None) -> str | None:
+        """A reply's thread is its root's id, however deep it answers (None: no reply)."""
+        parent = next((m for m in self.messages if m.id == reply_to), None)
+        if parent is None:
+            return reply_to
+        return parent.thread_id or parent.id
 
     def _recover_pending(self) -> None:
         """A turn handed out before a crash and never answered: recorded as interrupted
@@ -352,6 +377,8 @@ class Orchestrator:
         )
         self._append(message)
         self._save(pending=None)
+        if self._plan.rules.speaker_policy is SpeakerPolicy.MANUAL:
+            self._manual_pick = pending.participant  # the pick held until it was answered
         log.info("panel_turn_reasked", panel_id=self.id, participant=pending.participant)
 
     # ------------------------------------------------------------------ lifecycle
@@ -365,6 +392,7 @@ class Orchestrator:
         self._require_live()
         self._set_status(PanelStatus.ACTIVE)
         self._resumed.set()
+        self._changed.set()
 
     async def end(self) -> None:
         """Stop at once (a turn in flight is dropped) and wait until the panel is finished."""
@@ -429,12 +457,3 @@ class Orchestrator:
     def _save(self, **changes: object) -> None:
         self.metadata = msgspec.structs.replace(self.metadata, **changes)
         self._store.save_metadata(self.metadata)
-
-
-def _add(a: Usage, b: Usage) -> Usage:
-    return Usage(
-        input_tokens=a.input_tokens + b.input_tokens,
-        output_tokens=a.output_tokens + b.output_tokens,
-        cached_tokens=a.cached_tokens + b.cached_tokens,
-        cost_usd=a.cost_usd + b.cost_usd,
-    )

@@ -142,6 +142,9 @@ def simultaneous(
     answers = [
         m for m in _shown(previous_round) if m.round == round - 1 and m.participant != member.name
     ]
+    # In the members' order, not the order the answers came in: the same prompt every time.
+    order = {spec.name: i for i, spec in enumerate(config.members)}
+    answers.sort(key=lambda m: order.get(m.participant, len(order)))
     lines = [f"Round {round}. The other members' answers to round {round - 1}:"]
     lines.extend(speaker_line(config, m) for m in answers)
     if not answers:

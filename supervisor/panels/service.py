@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
-from typing import NoReturn
 
 import anyio
 import msgspec
@@ -16,6 +15,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from agentplex.protocol.errors import InvalidArgument, PanelFinished, UnknownPanel
 from agentplex.protocol.events import PanelMessageEvent, PanelParticipantJoined
 from agentplex.protocol.panels import (
+    Decision,
     MemberInfo,
     PanelAction,
     PanelConfig,
@@ -29,7 +29,7 @@ from agentplex.protocol.panels import (
 from agentplex.supervisor.bus import Bus
 from agentplex.supervisor.events import EventPublisher
 from agentplex.supervisor.manager import SessionManager
-from agentplex.supervisor.panels import rules
+from agentplex.supervisor.panels import decisions, rules
 from agentplex.supervisor.panels.orchestrator import Orchestrator
 from agentplex.supervisor.panels.store import (
     LoadedPanel,
@@ -49,7 +49,7 @@ class PanelService:
     """Every panel under ``<state>/panels``; the live ones run while :meth:`run` runs."""
 
     def __init__(self, state_dir: Path, manager: SessionManager, bus: Bus) -> None:
-        self.store = PanelStore(state_dir / "panels")
+        self.store = PanelStore(state_dir / "panels", manager.context.flusher)  # fsync off-loop
         self._manager = manager
         self._bus = bus
         self._events = EventPublisher(bus)
@@ -168,6 +168,13 @@ class PanelService:
                 return index, message
         raise InvalidArgument(f"panel {panel.id[:8]} has no message {message_id!r}")
 
+    def pick(self, ref: str, name: str) -> PanelInfo:
+        """A human's pick of the next speaker (``panel next``, the manual policy)."""
+        panel = self.get(ref)
+        require_text("member name", name)
+        panel.pick(name)
+        return panel.info()
+
     async def control(self, ref: str, action: PanelAction) -> PanelInfo:
         panel = self.get(ref)
         match action:
@@ -178,22 +185,28 @@ class PanelService:
             case PanelAction.END:
                 await panel.end()
             case PanelAction.ARCHIVE:
-                await panel.end()
+                if not panel.metadata.status.ended:  # archive keeps a record: end it first
+                    raise InvalidArgument(
+                        f"panel {panel.id[:8]} is {panel.metadata.status}: end it before "
+                        "archiving ('agentplex panel end ID')"
+                    )
                 panel.archive()
         return panel.info()
 
-    def decide(self, ref: str, proposal: str) -> NoReturn:
-        self.get(ref)
-        raise InvalidArgument("panel decide is not available yet (position rounds are to come)")
+    async def decide(
+        self, ref: str, proposal: str, *, veto: bool, human_wait_s: float
+    ) -> Decision:
+        """A position round on ``proposal`` between two turns, and its decision (decisions.py)."""
+        panel = self.get(ref)
+        return await decisions.decide(panel, proposal, veto=veto, human_wait_s=human_wait_s)
 
 
 def _require_built(config: PanelConfig) -> None:
-    """Refuse, by name, what the orchestrator does not run yet (never a silent fallback)."""
-    if config.shape is not RoundShape.SEQUENTIAL:
-        raise InvalidArgument(f"--shape {config.shape} is not available yet (sequential is)")
-    policy = rules.rules_for(config).speaker_policy
-    if policy is not SpeakerPolicy.ROUND_ROBIN:
+    """Refuse a speaker policy asked for by name where it would silently play no part."""
+    policy = config.speaker_policy
+    parallel = config.shape is not RoundShape.SEQUENTIAL
+    if parallel and policy is not None and policy is not SpeakerPolicy.ROUND_ROBIN:
         raise InvalidArgument(
-            f"speaker policy {policy} (the default of a {config.type} panel) is not available "
-            "yet: round_robin is"
+            f"speaker policy {policy} picks one speaker at a time: {config.shape} rounds give "
+            "every member its turn at once (use --shape sequential)"
         )

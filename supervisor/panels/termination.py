@@ -114,6 +114,11 @@ class Condition:
     def describe(self) -> str:
         return " or ".join(" and ".join(t.text for t in g.terms) for g in self.groups)
 
+    def deadlines(self) -> list[float]:
+        """The seconds after the start at which a ``time=`` term becomes met, soonest first:
+        the moments to check again without waiting for a turn to end."""
+        return sorted({t.number for g in self.groups for t in g.terms if t.key == "time"})
+
     def check(self, progress: Progress) -> StopReason | None:
         """The reason to stop now, or None to go on."""
         if progress.ended_by_request:

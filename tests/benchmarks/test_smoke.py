@@ -103,3 +103,15 @@ def test_run_all_prints_one_report_with_every_table(short_tmp: Path) -> None:
         "### Replay",
     ]
     assert leftovers(short_tmp) == []
+
+
+def test_panels_prints_the_overhead_and_the_analytics_tables(short_tmp: Path) -> None:
+    done = run("panels.py", short_tmp)
+    assert done.returncode == 0, done.stderr[-3000:]
+    titles = [line.split(":")[0] for line in done.stdout.splitlines() if line.startswith("### ")]
+    assert titles == ["### Panels", "### Panels"]
+    assert "orchestrator overhead" in done.stdout and "analytics of a" in done.stdout
+    rows = table_rows(done.stdout)
+    assert any(row == "agentplex" for row in rows)
+    assert "| \u2013 |" not in done.stdout  # no empty cell: every handover was found
+    assert leftovers(short_tmp) == []

@@ -143,6 +143,10 @@ class HangReply:
 
 
 Reply = TextReply | ToolReply | ErrorReply | HangReply
+Script = Callable[[Conversation], str | Reply | None]
+"""A test's replies (``FakeServer.script``): for a conversation whose newest message is a
+prompt, the text to stream (or any :data:`Reply`, e.g. a ``ToolReply``), or None to let the
+magic words decide."""
 
 
 def decide(
@@ -396,6 +400,9 @@ class FakeServer(ABC):
         self._closing = threading.Event()
         self._server: _BoundServer | None = None
         self._thread: threading.Thread | None = None
+        self.script: Script | None = None
+        """Optional: the model's answer to a new prompt (see :data:`Script`), so a test can
+        give each conversation recognisable replies of its own."""
 
     # -- lifecycle
 
@@ -511,6 +518,11 @@ class FakeServer(ABC):
     def reply_for(self, request: RecordedRequest) -> Reply:
         """The fake model's answer to a model request."""
         conversation = self.conversation(request)
+        last = conversation.last
+        if self.script is not None and conversation.json_schema is None and last is not None:
+            scripted = self.script(conversation) if last.role == "user" else None
+            if scripted is not None:
+                return TextReply(scripted) if isinstance(scripted, str) else scripted
         return decide(conversation, self.vendor, self.shell_tool, self.slow_delay)
 
     def answer(self, exchange: Exchange, stream: bool) -> None:

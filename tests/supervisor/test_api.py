@@ -60,6 +60,7 @@ OPERATOR_REQUESTS: list[p.Request] = [
     p.PanelReact(id=19, panel="x", message="m", emoji="+1"),
     p.PanelDecide(id=20, panel="x", proposal="ship it"),
     p.PanelControl(id=21, panel="x", action=PanelAction.END),
+    p.PanelNext(id=22, panel="x", participant="QA"),
 ]
 
 

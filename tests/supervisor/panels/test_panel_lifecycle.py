@@ -141,8 +141,7 @@ def test_a_panel_made_with_the_cli_takes_a_humans_message_and_ends_on_request(
         ((*MEMBERS, "--moderator", "ghost"), 2, "ghost"),
         (("--type", "brainstorm", "--member", "pm:demo@for", "--member", "qa:demo"), 2, "stance"),
         ((*MEMBERS, "--until", "rounds=soon"), 2, "rounds=soon"),
-        ((*MEMBERS, "--shape", "simultaneous"), 2, "not available yet"),
-        ((*MEMBERS, "--type", "debate"), 2, "not available yet"),
+        ((*MEMBERS, "--shape", "simultaneous", "--policy", "mention"), 2, "one speaker at a"),
     ],
     ids=[
         "persona",
@@ -152,8 +151,7 @@ def test_a_panel_made_with_the_cli_takes_a_humans_message_and_ends_on_request(
         "moderator",
         "stance",
         "until",
-        "shape-to-come",
-        "policy-to-come",
+        "policy-in-parallel-rounds",
     ],
 )
 def test_bad_panel_input_is_refused_with_its_code_and_nothing_written(
@@ -219,3 +217,69 @@ def test_after_a_sigkill_mid_reply_the_panel_resumes_at_that_turn(short_tmp: Pat
     assert spoken == [(name, r) for r in (0, 1) for name in ("PM", "QA", "Spec")]
     assert shown.panel.stop_reason is StopReason.MAX_ROUNDS
     assert os.path.isfile(panel_dir(second, info.id) / "analytics" / "final_analytics.json")
+
+
+def test_pause_holds_the_next_turn_resume_goes_on_at_it_and_archive_needs_the_end(
+    daemon: DaemonProcess, client: Client
+) -> None:
+    with client.subscribe(p.PANEL_TOPIC) as events:
+        panel_id = ok(daemon, "panel", "create", "--topic", "Ship?", *MEMBERS).strip()
+        first = next_event(events, lambda e: isinstance(e, p.PanelMessageEvent), DEADLINE)
+        ok(daemon, "panel", "pause", panel_id)
+        paused = client.panel_show(panel_id)
+        assert paused.panel.status is PanelStatus.PAUSED
+        if paused.panel.speaking is not None:  # the turn in flight may finish
+            next_event(
+                events,
+                lambda e: isinstance(e, p.PanelMessageEvent)
+                and e.message.participant == paused.panel.speaking,
+                DEADLINE,
+            )
+        held = client.panel_show(panel_id)
+        quiet = events.receive(3.0)  # replies take milliseconds: a turn would start at once
+        while quiet is not None:
+            assert not isinstance(quiet, p.PanelTurnStarted), quiet
+            quiet = events.receive(3.0)
+        assert client.panel_show(panel_id).panel.turn == held.panel.turn
+        archived = daemon.cli("panel", "archive", panel_id)
+        assert "end it before archiving" in fails(archived, 2)
+        ok(daemon, "panel", "resume", panel_id)
+        again = next_event(events, lambda e: isinstance(e, p.PanelTurnStarted), DEADLINE)
+        assert isinstance(again, p.PanelTurnStarted)
+        assert again.turn == held.panel.turn + 1  # the same turn it was held at
+        spoken = [m.participant for m in held.messages if m.participant != "system"]
+        order = ["pm", "qa", "specialist"]  # CLI members are named for their personas
+        assert again.participant == order[len(spoken) % 3]
+        ok(daemon, "panel", "end", panel_id)
+    assert first.panel_id == panel_id
+    ok(daemon, "panel", "archive", panel_id)
+    assert panel_id[:8] not in ok(daemon, "panel", "ls")
+    assert "archived" in ok(daemon, "panel", "ls", "--all")
+    assert "has ended" in fails(daemon.cli("panel", "resume", panel_id), 4)
+
+
+def test_a_member_whose_session_ends_leaves_and_the_panel_goes_on_without_it(
+    daemon: DaemonProcess, client: Client
+) -> None:
+    with client.subscribe(p.PANEL_TOPIC) as events:
+        info = client.panel_create(demo_panel(rounds=3))
+        said = next_event(
+            events,
+            lambda e: isinstance(e, p.PanelMessageEvent) and e.message.participant == "QA",
+            DEADLINE,
+        )
+        assert isinstance(said, p.PanelMessageEvent)
+        qa = next(m for m in client.panel_show(info.id).panel.members if m.spec.name == "QA")
+        assert qa.session_id is not None
+        client.terminate(qa.session_id)
+        left = next_event(events, lambda e: isinstance(e, p.PanelParticipantLeft), DEADLINE)
+        next_event(events, ended(info.id), DEADLINE)
+    assert isinstance(left, p.PanelParticipantLeft) and left.participant == "QA"
+    shown = client.panel_show(info.id)
+    assert shown.panel.stop_reason is StopReason.MAX_ROUNDS
+    assert [m.active for m in shown.panel.members] == [True, False, True]
+    after = [m for m in shown.messages if m.ts > said.message.ts and m.type.value != "system"]
+    assert after and "QA" not in {m.participant for m in after}
+    assert {m.participant for m in after} == {"PM", "Spec"}
+    record = json.loads((panel_dir(daemon, info.id) / "participants" / "QA.json").read_text())
+    assert record["active"] is False and record["left_reason"]
