@@ -13,7 +13,7 @@ import signal
 import string
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 from fakes import FakeGemini, gemini_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import DaemonProcess, descendants_with_marker, is_chunk, next_event
+from support import DaemonProcess, became, descendants_with_marker, is_chunk, next_event
 
 from agentplex import protocol as p
 from agentplex.cli.render import describe
@@ -588,17 +588,6 @@ class _Gemini:
         return self.fake.visible_text(self.fake.model_requests()[-1])
 
 
-def _became(session_id: str, status: p.SessionStatus) -> Callable[[p.Event], bool]:
-    def match(event: p.Event) -> bool:
-        return (
-            isinstance(event, p.StatusChanged)
-            and event.session_id == session_id
-            and event.status is status
-        )
-
-    return match
-
-
 def _turn(events: SyncSubscription, session_id: str) -> list[p.Chunk]:
     """This session's chunks up to and including the RESULT that ends the turn."""
     chunks: list[p.Chunk] = []
@@ -663,14 +652,14 @@ def test_ask_waits_for_a_person_who_allows_one_tool_and_denies_the_next(
     with gemini.client.subscribe(p.CHUNK_TOPIC, p.SESSION_TOPIC) as events:
         info = gemini.start(f"RUN_TOOL touch made.txt && echo {marker}", permission_policy="ask")
         asked = next_event(events, is_chunk(info.id, ChunkKind.PERMISSION_REQUEST), timeout=30)
-        next_event(events, _became(info.id, p.SessionStatus.WAITING_INPUT))
+        next_event(events, became(info.id, p.SessionStatus.WAITING_INPUT))
         assert isinstance(asked, p.Chunk) and asked.request_id is not None
         assert gemini.client.permit(True, info.id).request_id == asked.request_id
         allowed = _turn(events, info.id)
 
         gemini.client.send("RUN_TOOL touch denied.txt && echo nope", info.id)
         next_event(events, is_chunk(info.id, ChunkKind.PERMISSION_REQUEST), timeout=30)
-        next_event(events, _became(info.id, p.SessionStatus.WAITING_INPUT))
+        next_event(events, became(info.id, p.SessionStatus.WAITING_INPUT))
         gemini.client.permit(False, info.id)
         denied = _turn(events, info.id)
 
@@ -707,7 +696,7 @@ def test_interrupt_cancels_the_prompt_in_band_and_the_conversation_goes_on(
         next_event(events, is_chunk(info.id, ChunkKind.TEXT), timeout=30)
         gemini.client.interrupt(info.id)
         cancelled = _turn(events, info.id)
-        next_event(events, _became(info.id, p.SessionStatus.IDLE))
+        next_event(events, became(info.id, p.SessionStatus.IDLE))
         gemini.client.send("and now briefly", info.id)
         after = _turn(events, info.id)
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from support import is_chunk, next_event, start_daemon
+from support import became, is_chunk, next_event, start_daemon
 
 from agentplex import protocol as p
 from agentplex.client import Client
@@ -21,7 +20,7 @@ def test_a_demo_session_continued_with_three_sends_keeps_one_conversation(client
             client.send(prompt, info.id)
             results.append(next_event(events, is_chunk(info.id, p.ChunkKind.RESULT)))
             resume_ids.add(client.inspect(info.id).cli_session_id)
-        next_event(events, _became(info.id, p.SessionStatus.IDLE))
+        next_event(events, became(info.id, p.SessionStatus.IDLE))
 
     assert len(resume_ids) == 1 and None not in resume_ids
     last = results[-1]
@@ -52,22 +51,11 @@ def test_interrupt_stops_the_turn_and_the_next_send_resumes_the_conversation(
         info = client.start("demo", "SLOW tell me everything")
         next_event(events, is_chunk(info.id, p.ChunkKind.TEXT))
         client.interrupt(info.id)
-        next_event(events, _became(info.id, p.SessionStatus.IDLE))
+        next_event(events, became(info.id, p.SessionStatus.IDLE))
         client.send("and now briefly", info.id)
         result = next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
     assert "Turn 2" in result.text  # type: ignore[union-attr]
     assert "SLOW tell me everything" in result.text  # type: ignore[union-attr]
-
-
-def _became(session_id: str, status: p.SessionStatus) -> Callable[[p.Event], bool]:
-    def match(event: p.Event) -> bool:
-        return (
-            isinstance(event, p.StatusChanged)
-            and event.session_id == session_id
-            and event.status is status
-        )
-
-    return match
 
 
 def test_a_turn_that_outlives_the_turn_timeout_is_stopped_and_the_session_goes_on(
@@ -79,7 +67,7 @@ def test_a_turn_that_outlives_the_turn_timeout_is_stopped_and_the_session_goes_o
             info = client.start("demo", "SLOW this will take too long")
             error = next_event(events, is_chunk(info.id, p.ChunkKind.ERROR))
             assert "longer than 1 s" in error.text  # type: ignore[union-attr]
-            next_event(events, _became(info.id, p.SessionStatus.IDLE))
+            next_event(events, became(info.id, p.SessionStatus.IDLE))
             client.send("quick one", info.id)
             result = next_event(events, is_chunk(info.id, p.ChunkKind.RESULT))
             assert "quick one" in result.text  # type: ignore[union-attr]
