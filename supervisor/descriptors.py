@@ -12,8 +12,10 @@ the session table, a scrape of the metrics.
 
 from __future__ import annotations
 
+import math
 import os
 import resource
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -57,6 +59,11 @@ def raise_limit() -> FdLimit:
     return FdLimit(soft=soft, hard=hard, was=was)
 
 
+RECOUNT_AFTER = 1.0
+"""Seconds a listing of ``/proc/self/fd`` stands for the descriptors open while far from the
+limit (starts since are counted at their worst)."""
+
+
 def _nr_open() -> int:
     """The most descriptors the kernel lets one process have (``fs.nr_open``)."""
     try:
@@ -94,11 +101,27 @@ class FdBudget:
         self.limit = limit
         self.reserve = reserve
         self.baseline = baseline
+        self._counted = (-math.inf, 0, 0)
+        """When ``/proc/self/fd`` was last listed, what it held, and starts since then."""
 
     @classmethod
     def measure(cls, reserve: int = DEFAULT_RESERVE) -> FdBudget:
         """A budget from the current limit, the daemon's descriptors now being its own."""
         return cls(limit=current_limit(), reserve=reserve, baseline=open_count())
+
+    def _open_now(self) -> int:
+        """Descriptors open now, listed at most every :data:`RECOUNT_AFTER` seconds while far
+        from the limit (a listing costs as much as the rest of a start); in between, each
+        start is counted as :data:`PER_SESSION` more, which only errs on the safe side."""
+        at, counted, starts = self._counted
+        estimate = counted + (starts + 1) * PER_SESSION
+        fresh = time.monotonic() - at < RECOUNT_AFTER
+        if fresh and estimate + PER_SESSION <= self.usable // 2:
+            self._counted = (at, counted, starts + 1)
+            return estimate
+        now = open_count()
+        self._counted = (time.monotonic(), now, 0)
+        return now
 
     @property
     def usable(self) -> int:
@@ -113,7 +136,7 @@ class FdBudget:
     def check_start(self, sessions: int) -> None:
         """Raise :class:`TooManyOpenFiles` unless one more session fits beside ``sessions``
         (those that hold, or may take, descriptors)."""
-        now = open_count()
+        now = self._open_now()
         worst = max(now, self.baseline + sessions * PER_SESSION) + PER_SESSION
         if worst > self.usable:
             raise TooManyOpenFiles(
