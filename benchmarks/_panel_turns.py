@@ -12,12 +12,12 @@ timestamps the daemon already writes:
 - ``process.spawned`` of the next member's turn process, from its transcript.
 
 So per handover (two consecutive agent turns of one panel): *result → next spawned* is the
-issue's figure; it is the member CLI's own teardown (*result → exit*: a one-process-per-turn
-CLI exits after its result, and the turn is over only then), plus the orchestrator's own
-work (*exit → turn started*: the exit reaped, the session idle, the reply recorded, the stop
-checked, the next prompt built), plus the handover (*turn started → spawned*: the session
-started or sent its message, its process spawned). All four are wall-clock (``time.time``)
-stamps taken by the one daemon process, so they compare directly.
+issue's figure; it is the orchestrator's own work (*result → turn started*: the reply read
+off the bus at its ``result``, recorded, the stop checked, the next prompt built), plus the
+handover (*turn started → spawned*: the session started or sent its message, its process
+spawned). The member CLI's own teardown after its result (*result → exit*) runs alongside
+and is shown apart: the next member is not kept waiting for it. All are wall-clock
+(``time.time``) stamps taken by the one daemon process, so they compare directly.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def handovers(
         yield {
             "result_spawn": (spawn - result) * 1000,
             "result_exit": (exit_ - result) * 1000,
-            "exit_started": (turn_started - exit_) * 1000,
+            "result_started": (turn_started - result) * 1000,
             "started_spawn": (spawn - turn_started) * 1000,
         }
 
@@ -168,7 +168,7 @@ def read_member(transcript: str) -> Member:
 
 def summary(gaps: list[dict[str, float]]) -> dict[str, Any]:
     figures: dict[str, Any] = {"handovers": len(gaps)}
-    for key in ("result_spawn", "result_exit", "exit_started", "started_spawn"):
+    for key in ("result_spawn", "result_exit", "result_started", "started_spawn"):
         values = [gap[key] for gap in gaps]
         figures[f"{key}_p50"] = percentile(values, 0.5) if values else None
         figures[f"{key}_p99"] = percentile(values, 0.99) if values else None

@@ -18,7 +18,13 @@ from agentplex.plugins.stream_json import ClaudeStreamParser
 
 DELAY_VARIABLE = "AGENTPLEX_DEMO_DELAY"
 """Seconds per typed word; passed on when the session's or the daemon's environment sets it."""
-PASSED_ON = (DELAY_VARIABLE, "AGENTPLEX_DEMO_RECORD", "AGENTPLEX_DEMO_SEED", "AGENTPLEX_DEMO_COST")
+PASSED_ON = (
+    DELAY_VARIABLE,
+    "AGENTPLEX_DEMO_RECORD",
+    "AGENTPLEX_DEMO_SEED",
+    "AGENTPLEX_DEMO_COST",
+    "AGENTPLEX_DEMO_LINGER",
+)
 """Variables the agent reads, passed on from the session's or else the daemon's environment
 (a test sets them on the daemon it starts)."""
 PERSONA_VARIABLE = "AGENTPLEX_DEMO_PERSONA"

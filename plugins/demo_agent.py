@@ -375,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         interrupted(turn, text)
     else:
         finish(turn, text)
+    # AGENTPLEX_DEMO_LINGER: seconds to stay after the result, as a real CLI's own exit takes
+    time.sleep(max(float(os.environ.get("AGENTPLEX_DEMO_LINGER") or 0), 0.0))
     return 0
 
 

@@ -1,5 +1,6 @@
 """One member's turn: handed to its session (started on its first turn), then read off the
-in-process bus until the session is idle again, and what the member said.
+in-process bus until its ``result`` (or, without one, until the session is idle again), and
+what the member said.
 
 The reply is the turn's final text: the ``result`` chunk's text, else its assistant text
 chunks joined. Thinking, tool calls and their results stay in the member's own transcript.
@@ -24,7 +25,7 @@ from agentplex.protocol import (
     expand,
 )
 from agentplex.protocol.panels import MemberSpec, PanelConfig
-from agentplex.supervisor.bus import Bus, Gap
+from agentplex.supervisor.bus import Bus, Gap, Message
 from agentplex.supervisor.manager import SessionManager
 from agentplex.supervisor.session import Session
 
@@ -46,38 +47,76 @@ class TurnWatch:
     """Subscribes to one session's chunks and status; :meth:`wait` returns its reply.
 
     Make it right after the turn was handed over (``manager.start``/``send`` return without
-    yielding in between, so nothing the turn says is missed) and before any ``await``."""
+    yielding in between, so nothing the turn says is missed) and before any ``await``.
+    ``queued``: how many turns are ahead of it when ``send`` queued it (its session's previous
+    turn was still running, or its process still exiting after its result)."""
 
-    def __init__(self, bus: Bus, session: Session) -> None:
+    def __init__(self, bus: Bus, session: Session, queued: int = 0) -> None:
         self._session = session
-        self._turn = session.turns
+        self._turn = session.turns + queued  # a queued turn gets its number when it begins
         self._began = time.monotonic()
         self._chunks = bus.subscribe(chunk_topic(session.id))
         self._status = bus.subscribe(f"session.status_changed.{session.id}".encode())
+        self._seen: list[Chunk] = []
+        self._result: Chunk | None = None
 
     async def wait(self) -> MemberReply:
-        """Wait for the turn to end (idle, interrupted or the session ended)."""
+        """Wait for the turn's ``result`` chunk, or for the turn to end without one (idle,
+        interrupted or the session ended). The result completes the reply: the CLI's own
+        exit after it (tens of ms) is not waited for; the member's next turn queues in its
+        session until then."""
         try:
-            while not self._over():  # each status change is a moment to look again
-                await self._status.receive()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._until_result, tg.cancel_scope)
+                tg.start_soon(self._until_over, tg.cancel_scope)
             return self._reply()
         finally:
             self._chunks.close()
             self._status.close()
 
+    async def _until_result(self, scope: anyio.CancelScope) -> None:
+        while True:
+            try:
+                item = await self._chunks.receive()
+            except anyio.EndOfStream:  # the bus is closing: the status says how it ended
+                return
+            self._take(item)
+            if self._result is not None:
+                scope.cancel()
+                return
+
+    async def _until_over(self, scope: anyio.CancelScope) -> None:
+        while not self._over():  # each status change is a moment to look again
+            await self._status.receive()
+        scope.cancel()
+
     def _over(self) -> bool:
         status = self._session.status
         return status.ended or status in _TURN_OVER
 
+    def _take(self, item: Message | Gap) -> None:
+        """Keep the chunks of this turn; note its result (the last thing a turn says)."""
+        if isinstance(item, Gap):
+            return  # lost to a full buffer: the reply is what was kept
+        event = item.event
+        if not isinstance(event, Chunk | ChunkBatch):
+            return
+        for chunk in expand(event):
+            if chunk.turn != self._turn:
+                continue
+            self._seen.append(chunk)
+            if chunk.kind is ChunkKind.RESULT:
+                self._result = chunk
+
     def _reply(self) -> MemberReply:
-        """Everything the turn published is in the buffer by now: its end came after it."""
+        """Everything the turn published is taken or in the buffer by now: its result or
+        its end came after it."""
+        self._drain()
         result: Chunk | None = None
         texts: list[str] = []
         partial: list[str] = []
         errors: list[str] = []
-        for chunk in self._drain():
-            if chunk.turn != self._turn:
-                continue
+        for chunk in self._seen:
             if chunk.kind is ChunkKind.RESULT:
                 result = chunk
             elif chunk.kind is ChunkKind.TEXT:
@@ -103,18 +142,13 @@ class TurnWatch:
             session_ended=ended,
         )
 
-    def _drain(self) -> list[Chunk]:
-        found: list[Chunk] = []
-        while True:
+    def _drain(self) -> None:
+        while self._result is None:  # after its result the turn says nothing more
             try:
                 item = self._chunks.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream):  # nothing more buffered
-                return found
-            if isinstance(item, Gap):
-                continue  # lost to a full buffer: the reply is what was kept
-            event = item.event
-            if isinstance(event, Chunk | ChunkBatch):
-                found.extend(expand(event))
+                return
+            self._take(item)
 
 
 def start_request(config: PanelConfig, member: MemberSpec, prompt: str) -> Start:
@@ -138,9 +172,8 @@ async def hand_over(
     if session_id is None:
         session = await manager.start(start)
         return TurnWatch(bus, session), session  # before any await: nothing is missed
-    session = manager.registry.get(session_id)
-    manager.send(session.id, start.prompt or "")
-    return TurnWatch(bus, session), None
+    session, queued = manager.send(session_id, start.prompt or "")
+    return TurnWatch(bus, session, queued), None  # queued: its last process is still exiting
 
 
 def can_resume(manager: SessionManager, backend_id: str | None) -> bool:

@@ -11,7 +11,6 @@ message and asked again; a parallel round asks again whoever has not answered it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import anyio
 import msgspec
@@ -19,8 +18,6 @@ import structlog
 
 from agentplex.protocol.errors import AgentplexError, PanelFinished
 from agentplex.protocol.events import (
-    Event,
-    PanelEnded,
     PanelInsightEvent,
     PanelMessageEvent,
     PanelParticipantLeft,
@@ -28,20 +25,16 @@ from agentplex.protocol.events import (
     PanelUpdated,
 )
 from agentplex.protocol.panels import (
-    Insight,
     MemberSpec,
     MessageType,
-    PanelInfo,
     PanelMessage,
-    PanelStatus,
-    ParticipantKind,
     SpeakerPolicy,
     StopReason,
 )
 from agentplex.supervisor.bus import Bus
 from agentplex.supervisor.manager import SessionManager
-from agentplex.supervisor.panels import analytics, clock, insights, termination
-from agentplex.supervisor.panels._info import panel_info
+from agentplex.supervisor.panels import clock, insights, termination
+from agentplex.supervisor.panels.lifecycle import PanelLifecycle, Publish
 from agentplex.supervisor.panels.member_turn import (
     MemberReply,
     TurnWatch,
@@ -57,7 +50,6 @@ from agentplex.supervisor.panels.rules import (
     rules_for,
 )
 from agentplex.supervisor.panels.store import (
-    FINAL_ANALYTICS,
     LoadedPanel,
     PanelStore,
     ParticipantRecord,
@@ -67,12 +59,11 @@ from agentplex.supervisor.session import Session
 
 log = structlog.get_logger(__name__)
 
-Publish = Callable[[Event], None]
 
-
-class Orchestrator:
+class Orchestrator(PanelLifecycle):
     """Runs one panel (:meth:`run`, a task in the daemon's task group) and takes what its
-    requests change (a human's message, a reaction, pause/resume/end)."""
+    requests change (a human's message, a reaction, a pick); pause/resume/end and the finish
+    are :class:`~.lifecycle.PanelLifecycle`'s."""
 
     def __init__(
         self,
@@ -83,42 +74,18 @@ class Orchestrator:
         bus: Bus,
         publish: Publish,
     ) -> None:
-        self.id = loaded.metadata.id
-        self.config = loaded.config
-        self.metadata = loaded.metadata
-        self.messages = loaded.messages
-        self.participants = loaded.participants
-        self.decisions = loaded.decisions
-        self._store, self._manager, self._bus, self._publish = store, manager, bus, publish
-        self._resumed = anyio.Event()
-        if self.metadata.status is not PanelStatus.PAUSED:
-            self._resumed.set()
-        self._scope: anyio.CancelScope | None = None
-        self._end_requested = False
+        super().__init__(loaded, store=store, manager=manager, publish=publish)
+        self._bus = bus
         self._stopped: StopReason | None = None
         self._plan = Rounds(self.config, self.id)
         self._manual_pick: str | None = None
-        self._changed = anyio.Event()
-        """Set by whatever may let a waiting panel go on (a post, a pick, a resume)."""
         self.floor = anyio.Lock()
         """Held by each turn (or parallel round) and by a position round (decisions.py)."""
-        self.finished = anyio.Event()
-        if self.metadata.status.ended:
-            self.finished.set()
         rules = rules_for(self.config)
         self._condition = termination.parse_until(self.config.until, max_rounds=rules.max_rounds)
         self._condition.check(self._progress(self.messages))  # rebuild the latches
         self._checked = len(self.messages)
         self._started = time.monotonic()
-
-    # ------------------------------------------------------------------ views
-
-    @property
-    def agents(self) -> list[MemberSpec]:
-        return [m for m in self.config.members if m.kind is ParticipantKind.AGENT]
-
-    def info(self) -> PanelInfo:
-        return panel_info(self.config, self.metadata, self.messages, self.participants)
 
     # ------------------------------------------------------------------ running
 
@@ -380,80 +347,3 @@ class Orchestrator:
         if self._plan.rules.speaker_policy is SpeakerPolicy.MANUAL:
             self._manual_pick = pending.participant  # the pick held until it was answered
         log.info("panel_turn_reasked", panel_id=self.id, participant=pending.participant)
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def pause(self) -> None:
-        self._require_live()
-        self._resumed = anyio.Event()
-        self._set_status(PanelStatus.PAUSED)
-
-    def resume(self) -> None:
-        self._require_live()
-        self._set_status(PanelStatus.ACTIVE)
-        self._resumed.set()
-        self._changed.set()
-
-    async def end(self) -> None:
-        """Stop at once (a turn in flight is dropped) and wait until the panel is finished."""
-        if not self.metadata.status.ended:
-            self._end_requested = True
-            self._resumed.set()
-            if self._scope is not None:
-                self._scope.cancel()
-            else:  # not running (loaded ended, or the daemon not serving yet)
-                await self._finish(StopReason.ENDED_BY_REQUEST)
-        await self.finished.wait()
-
-    def archive(self) -> None:
-        self._set_status(PanelStatus.ARCHIVED)
-
-    def _require_live(self) -> None:
-        if self.metadata.status.ended:
-            raise PanelFinished(f"panel {self.id} has ended ({self.metadata.status})")
-
-    async def _finish(self, reason: StopReason) -> None:
-        """Record the stop, end the members' sessions, write the final analytics."""
-        if self.finished.is_set():
-            return
-        self._save(
-            status=PanelStatus.COMPLETED, stop_reason=reason, pending=None, ended_at=time.time()
-        )
-        grace = self._manager.context.config.terminate_grace
-        for record in self.participants.values():
-            if record.session_id is not None:
-                await self._end_session(record.session_id, grace)
-        self._write_analytics()
-        info = self.info()
-        self._publish(PanelEnded(panel_id=self.id, panel=info, stop_reason=reason))
-        log.info("panel_ended", panel_id=self.id, stop_reason=reason)
-        self.finished.set()
-
-    async def _end_session(self, session_id: str, grace: float) -> None:
-        try:
-            session = self._manager.registry.get(session_id)
-            if not session.status.ended:
-                await session.terminate(grace, "its panel ended")
-        except AgentplexError as exc:  # already gone: nothing of it runs
-            log.info("panel_member_not_ended", session_id=session_id, reason=exc.message)
-
-    def _write_analytics(self) -> None:
-        self._store.save_json(self.id, FINAL_ANALYTICS, self.analytics()[0])
-
-    def analytics(self) -> tuple[analytics.PanelAnalytics, list[Insight]]:
-        """The panel's figures, recomputed from its log, and the insights they count."""
-        names = [m.name for m in self.config.members]
-        found = [
-            i
-            for m in self.messages
-            for i in insights.capture(m, self.config.markers, names, now=m.ts)
-        ]
-        return analytics.compute(self.messages, self.decisions, found, names), found
-
-    def _set_status(self, status: PanelStatus) -> None:
-        self._save(status=status)
-        self._publish(PanelUpdated(panel_id=self.id, panel=self.info()))
-
-    def _save(self, **changes: object) -> None:
-        self.metadata = msgspec.structs.replace(self.metadata, **changes)
-        self._store.save_metadata(self.metadata)

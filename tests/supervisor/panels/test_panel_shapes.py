@@ -146,6 +146,26 @@ def test_a_debate_alternates_strictly_between_its_sides(
     assert [m.participant for m in said(events)] == ["PM", "QA", "Spec", "QA", "PM", "QA"]
 
 
+def test_a_graph_panel_follows_only_its_transitions(
+    daemon: DaemonProcess, client: Client
+) -> None:
+    # Round robin would go PM, QA, Spec; the graph sends PM to Spec, Spec to QA, QA to PM.
+    config = PanelConfig(
+        topic="Ship the beta on Friday?",
+        members=members(),
+        speaker_policy=SpeakerPolicy.GRAPH,
+        transitions={"PM": ["Spec"], "Spec": ["QA"], "QA": ["PM"]},
+        max_rounds=2,
+    )
+    info, events = run_to_end(client, config, nothing)
+    assert events[-1].stop_reason is StopReason.MAX_ROUNDS  # type: ignore[attr-defined]
+    order = ["PM", "Spec", "QA", "PM", "Spec", "QA"]
+    assert [e.participant for e in events if isinstance(e, p.PanelTurnStarted)] == order
+    assert [m.participant for m in said(events)] == order
+    logged = client.panel_show(info.id).messages
+    assert [m.participant for m in logged] == order  # no fallback note: every step allowed
+
+
 def test_a_mention_makes_that_member_speak_next(daemon: DaemonProcess, client: Client) -> None:
     config = PanelConfig(
         topic="SLOW Ship the beta on Friday?",  # SLOW: the demo's replies take seconds
