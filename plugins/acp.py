@@ -1,4 +1,5 @@
-"""The ``acp`` backend: any agent that speaks the Agent Client Protocol (JSON-RPC over stdio).
+"""The ``acp`` backend's driver (the backend is in acp_backend.py): any agent that speaks
+the Agent Client Protocol (JSON-RPC over stdio).
 
 The daemon is the ACP client of the command given after ``--`` (``gemini --acp``, …). The
 driver opens with ``initialize`` and ``session/new`` (then ``session/set_model`` when the
@@ -21,15 +22,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from agentplex.plugins import acp_rpc as rpc
-from agentplex.plugins.api import (
-    BackendMode,
-    Capabilities,
-    ChunkData,
-    Driver,
-    Located,
-    PermissionPolicy,
-    SessionSpec,
-)
+from agentplex.plugins.api import ChunkData, Driver, PermissionPolicy, SessionSpec
 from agentplex.plugins.json_lines import raw
 from agentplex.protocol import ChunkKind, Stream
 from agentplex.protocol.errors import NothingToAnswer
@@ -43,33 +36,6 @@ _decode_incoming = msgspec.json.Decoder(rpc.Incoming).decode
 _encode = msgspec.json.Encoder().encode
 _TERMINAL_TOOL_STATUS = frozenset({"completed", "failed"})
 _HANDSHAKE = frozenset({"initialize", "session/new", "session/set_model"})
-
-
-class AcpBackend:
-    """Runs the ACP agent command given after ``--`` as one long-lived process."""
-
-    id = "acp"
-    modes = (BackendMode.LONG_LIVED,)
-    description = "any Agent Client Protocol agent (JSON-RPC over stdio), e.g. -- gemini --acp"
-    capabilities = Capabilities(
-        long_lived=True, streamed_deltas=True, tool_events=True, permission_requests=True
-    )
-
-    def locate(self) -> Located:
-        # The command varies per session, so there is nothing to find up front.
-        return Located(True)
-
-    def version(self, executable: str) -> str | None:
-        return None
-
-    def argv(self, spec: SessionSpec, message: str | None, resume_id: str | None) -> list[str]:
-        return list(spec.command)
-
-    def environment(self, spec: SessionSpec) -> dict[str, str]:
-        return {}
-
-    def driver(self, spec: SessionSpec) -> Driver:
-        return AcpDriver(spec)
 
 
 @dataclasses.dataclass(frozen=True)

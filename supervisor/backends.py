@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 
 import structlog
 
-from agentplex.plugins.acp import AcpBackend
+from agentplex.plugins.acp_backend import AcpBackend
 from agentplex.plugins.api import Backend
 from agentplex.plugins.claude import ClaudeBackend
 from agentplex.plugins.codex import CodexBackend

@@ -27,7 +27,8 @@ from support import DaemonProcess, became, descendants_with_marker, is_chunk, ne
 from agentplex import protocol as p
 from agentplex.cli.render import describe
 from agentplex.client import Client, SyncSubscription
-from agentplex.plugins.acp import AcpBackend, AcpDriver
+from agentplex.plugins.acp import AcpDriver
+from agentplex.plugins.acp_backend import AcpBackend
 from agentplex.plugins.api import BackendMode, ChunkData, PermissionPolicy, SessionSpec
 from agentplex.protocol import ChunkKind, Stream, Usage
 from agentplex.protocol.errors import NothingToAnswer, SessionEnded
