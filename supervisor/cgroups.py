@@ -49,6 +49,10 @@ def cgroup_of(pid: int | str) -> Path | None:
     return None
 
 
+# A cgroup file answers ENOENT once its directory is gone, ENODEV while it is being removed.
+_GONE = frozenset({errno.ENOENT, errno.ENODEV})
+
+
 @dataclass(frozen=True)
 class SessionCgroup:
     """One session's cgroup."""
@@ -63,8 +67,11 @@ class SessionCgroup:
         """Every process in the cgroup now (empty once removed)."""
         try:
             text = (self.path / "cgroup.procs").read_text()
-        except FileNotFoundError:
-            return []
+        except OSError as exc:
+            # ENODEV: the cgroup was removed between open and read (seen under load at shutdown)
+            if exc.errno in _GONE:
+                return []
+            raise
         return [int(pid) for pid in text.split()]
 
     def signal(self, sig: signal.Signals) -> None:
@@ -80,7 +87,9 @@ class SessionCgroup:
         """SIGKILL every member at once, forks under way included; by hand on old kernels."""
         try:
             (self.path / "cgroup.kill").write_text("1\n")
-        except FileNotFoundError:  # before Linux 5.14, or the cgroup is gone
+        except OSError as exc:  # ENOENT before Linux 5.14; ENOENT/ENODEV once the cgroup is gone
+            if exc.errno not in _GONE:
+                raise
             self.signal(signal.SIGKILL)
 
     def remove(self) -> bool:
