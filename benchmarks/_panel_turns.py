@@ -1,23 +1,30 @@
 """Panels run by a real daemon, and the orchestrator's overhead read off what it wrote.
 
 Each workload starts an isolated daemon (demo members typing with ``AGENTPLEX_DEMO_DELAY=0``,
-so a turn is little more than a process start), creates its panels at once, listens on a
-raw SUB for their ``panel.turn_started`` and ``panel.ended`` events, and then takes the
-timestamps the daemon already writes:
+so a turn is little more than its hand-over), its members in one mode: ``long_lived`` (the
+demo's panel mode: one process per member for the whole panel, each turn written to its
+stdin) or ``turn`` (``AGENTPLEX_DEMO_PANEL_MODE=turn``: one process per turn, spawned with
+its prompt: the mode before, measured in the same run). It creates its panels at once,
+listens on a raw SUB for their ``panel.turn_started`` and ``panel.ended`` events, and then
+takes the timestamps the daemon and its members already write:
 
-- the ``result`` chunk ending a member's turn and the ``process.exit`` of that turn's
-  process, from the member's transcript (``participants/<name>.json`` names it);
+- the ``result`` chunk ending a member's turn and (turn mode) the ``process.exit`` of that
+  turn's process, from the member's transcript (``participants/<name>.json`` names it);
 - ``panel.turn_started`` of the next turn (its ``ts``), published just before the
   orchestrator hands the turn over;
-- ``process.spawned`` of the next member's turn process, from its transcript.
+- *handed*: the moment the next turn's prompt was given to the member's process, from its
+  transcript: the ``process.spawned`` of its turn process (turn mode), else its
+  ``message.in``, logged as the prompt is queued for the writer to the process's stdin;
+- *received*: when the member's process had the prompt (the demo agent's own
+  ``AGENTPLEX_DEMO_RECORD`` line): in turn mode that includes the Python start.
 
-So per handover (two consecutive agent turns of one panel): *result → next spawned* is the
+So per handover (two consecutive agent turns of one panel): *result → handed* is the
 issue's figure; it is the orchestrator's own work (*result → turn started*: the reply read
 off the bus at its ``result``, recorded, the stop checked, the next prompt built), plus the
-handover (*turn started → spawned*: the session started or sent its message, its process
-spawned). The member CLI's own teardown after its result (*result → exit*) runs alongside
-and is shown apart: the next member is not kept waiting for it. All are wall-clock
-(``time.time``) stamps taken by the one daemon process, so they compare directly.
+hand-over (*turn started → handed*: the session started or sent its message, its process
+spawned or its stdin written). The member CLI's own teardown after its result
+(*result → exit*, turn mode) runs alongside and is shown apart: the next member is not kept
+waiting for it. All are wall-clock (``time.time``) stamps taken on one machine.
 """
 
 from __future__ import annotations
@@ -44,25 +51,36 @@ PERSONAS = ("pm", "qa", "specialist")
 END_TIMEOUT = 600.0
 
 
+MODES = ("long_lived", "turn")
+"""The members' modes: the demo's panel mode, and one process per turn (as before it)."""
+FIGURES = ("result_handed", "result_started", "started_handed", "result_received", "result_exit")
+
+
 @dataclass(frozen=True)
 class Workload:
     panels: int
     members: int
     rounds: int
+    mode: str = "long_lived"
 
     @property
     def label(self) -> str:
         many = "panel" if self.panels == 1 else "panels at once"
-        return f"{self.panels} {many} x {self.members} members x {self.rounds} rounds"
+        return f"{self.panels} {many} x {self.members} members x {self.rounds} rounds, {self.mode}"
 
 
 @dataclass
 class Member:
-    """One member's turns as its transcript tells them, in order."""
+    """One member's turns as its transcript (and its own record) tell them."""
 
     results: list[float] = field(default_factory=list)
     exits: list[float] = field(default_factory=list)
-    spawns: list[float] = field(default_factory=list)
+    handed: dict[int, float] = field(default_factory=dict)
+    """Turn number → when its prompt was given to the process (spawned with it, or sent)."""
+    received: dict[int, float] = field(default_factory=dict)
+    """Turn number → when the process had the prompt (the demo agent's record)."""
+    per_turn: bool = False
+    """One process per turn (turn mode): ``exits`` line up with ``results``."""
 
 
 def config(workload: Workload, n: int) -> PanelConfig:
@@ -80,18 +98,29 @@ def config(workload: Workload, n: int) -> PanelConfig:
 
 def run(workload: Workload) -> dict[str, Any]:
     """One run: the panels to their end; the handover figures in ms (p50/p99 each)."""
-    os.environ["AGENTPLEX_DEMO_DELAY"] = "0"  # the daemon passes it on to its demo members
-    with workdir() as base, AgentplexDaemon(base) as daemon, zmq_context() as ctx:
-        control = Control(ctx, daemon.control_endpoint)
-        sub = daemon.subscribe(ctx, control, p.PANEL_TOPIC)
-        creates = [p.PanelCreate(config=config(workload, n)) for n in range(workload.panels)]
-        replies = control.call_many(creates, 120)
-        ids = [r.panel.id for r in replies if isinstance(r, p.PanelCreated)]
-        started = wait_ended(sub, set(ids))
-        gaps = [g for pid in ids for g in handovers(daemon.state_dir / "panels" / pid, started)]
-        control.close()
-        sub.close()
+    os.environ["AGENTPLEX_DEMO_DELAY"] = "0"  # the daemon passes these on to its demo members
+    os.environ["AGENTPLEX_DEMO_PANEL_MODE"] = workload.mode
+    with workdir() as base:
+        os.environ["AGENTPLEX_DEMO_RECORD"] = str(base / "prompts.jsonl")
+        with AgentplexDaemon(base) as daemon, zmq_context() as ctx:
+            control = Control(ctx, daemon.control_endpoint)
+            sub = daemon.subscribe(ctx, control, p.PANEL_TOPIC)
+            creates = [p.PanelCreate(config=config(workload, n)) for n in range(workload.panels)]
+            replies = control.call_many(creates, 120)
+            ids = [r.panel.id for r in replies if isinstance(r, p.PanelCreated)]
+            started = wait_ended(sub, set(ids))
+            received = read_received(base / "prompts.jsonl")
+            panels = [daemon.state_dir / "panels" / pid for pid in ids]
+            gaps = [g for d in panels for g in handovers(d, started, received)]
+            control.close()
+            sub.close()
     return summary(gaps)
+
+
+def read_received(path: Path) -> dict[tuple[str, int], float]:
+    """(session id, turn) → when the demo member's process had that turn's prompt."""
+    lines = path.read_bytes().splitlines() if path.exists() else []
+    return {(r["session"], r["turn"]): r["ts"] for r in map(json.loads, lines)}
 
 
 def wait_ended(sub: zmq.Socket[bytes], ids: set[str]) -> dict[tuple[str, int], float]:
@@ -112,31 +141,45 @@ def wait_ended(sub: zmq.Socket[bytes], ids: set[str]) -> dict[tuple[str, int], f
 
 
 def handovers(
-    panel_dir: Path, started: dict[tuple[str, int], float]
-) -> Iterator[dict[str, float]]:
+    panel_dir: Path,
+    started: dict[tuple[str, int], float],
+    received: dict[tuple[str, int], float],
+) -> Iterator[dict[str, float | None]]:
     """Each handover between two consecutive agent turns of one panel, in ms."""
     members = {name: read_member(path) for name, path in transcripts(panel_dir)}
+    for name, session_id in sessions(panel_dir):
+        members[name].received = {t: ts for (s, t), ts in received.items() if s == session_id}
     said = [m for m in read_messages(panel_dir) if m.participant in members]
     index: dict[str, int] = {}
     turns = []
     for message in said:
-        k = index[message.participant] = index.get(message.participant, -1) + 1
-        turns.append((message, members[message.participant], k))
+        k = index[message.participant] = index.get(message.participant, 0) + 1
+        turns.append((message, members[message.participant], k))  # k: its session's turn
     for (a, ma, ka), (b, mb, kb) in itertools.pairwise(turns):
         if a.type is MessageType.SYSTEM or b.type is MessageType.SYSTEM:
             continue  # a failed turn: no result to measure from
         if b.turn != a.turn + 1 or (b.panel_id, b.turn) not in started:
             continue
-        if ka >= len(ma.results) or ka >= len(ma.exits) or kb >= len(mb.spawns):
+        if ka > len(ma.results) or kb not in mb.handed:
             continue
-        result, exit_, spawn = ma.results[ka], ma.exits[ka], mb.spawns[kb]
+        result, handed = ma.results[ka - 1], mb.handed[kb]
         turn_started = started[(b.panel_id, b.turn)]
+        exit_ = ma.exits[ka - 1] if ma.per_turn and ka <= len(ma.exits) else None
+        got = mb.received.get(kb)
         yield {
-            "result_spawn": (spawn - result) * 1000,
-            "result_exit": (exit_ - result) * 1000,
+            "result_handed": (handed - result) * 1000,
             "result_started": (turn_started - result) * 1000,
-            "started_spawn": (spawn - turn_started) * 1000,
+            "started_handed": (handed - turn_started) * 1000,
+            "result_received": (got - result) * 1000 if got is not None else None,
+            "result_exit": (exit_ - result) * 1000 if exit_ is not None else None,
         }
+
+
+def sessions(panel_dir: Path) -> Iterator[tuple[str, str]]:
+    for path in sorted((panel_dir / "participants").glob("*.json")):
+        record = json.loads(path.read_bytes())
+        if record.get("session_id"):
+            yield record["name"], record["session_id"]
 
 
 def transcripts(panel_dir: Path) -> Iterator[tuple[str, str]]:
@@ -154,6 +197,7 @@ def read_messages(panel_dir: Path) -> list[PanelMessage]:
 
 def read_member(transcript: str) -> Member:
     member = Member()
+    spawned: dict[int, float] = {}
     with TranscriptFile(transcript) as lines:
         for line in lines:
             record = p.record_decoder.decode(line)
@@ -162,14 +206,20 @@ def read_member(transcript: str) -> Member:
             elif isinstance(record, p.ProcessExit):
                 member.exits.append(record.ts)
             elif isinstance(record, p.ProcessSpawned):
-                member.spawns.append(record.ts)
+                spawned[record.turn] = record.ts  # a turn process: the turn it runs
+            elif isinstance(record, p.MessageIn):
+                member.handed[record.turn] = record.ts
+    for turn, ts in spawned.items():  # spawned with its prompt: handed when spawned
+        if turn in member.handed:
+            member.handed[turn] = max(member.handed[turn], ts)
+    member.per_turn = len(spawned) == len(member.handed)
     return member
 
 
-def summary(gaps: list[dict[str, float]]) -> dict[str, Any]:
+def summary(gaps: list[dict[str, float | None]]) -> dict[str, Any]:
     figures: dict[str, Any] = {"handovers": len(gaps)}
-    for key in ("result_spawn", "result_exit", "result_started", "started_spawn"):
-        values = [gap[key] for gap in gaps]
+    for key in FIGURES:
+        values = [v for gap in gaps if (v := gap[key]) is not None]
         figures[f"{key}_p50"] = percentile(values, 0.5) if values else None
         figures[f"{key}_p99"] = percentile(values, 0.99) if values else None
     return figures

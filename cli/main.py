@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agentplex import protocol as p
-from agentplex.cli import admin, doctor, panel, service, top
+from agentplex.cli import admin, doctor, panel, service, top, ui
 from agentplex.cli.parser import parse_args
 from agentplex.cli.render import (
     ChunkPrinter,
@@ -244,8 +244,10 @@ LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "config": admin.run_config,
     "purge": admin.run_purge,
     "top": top.run,
+    "ui": ui.run,
 }
-"""Commands that need no daemon connection up front (``top`` and ``purge`` open their own)."""
+"""Commands that need no daemon connection up front (``top``, ``purge`` and ``ui`` open
+their own)."""
 READS_OWN_CONFIG = ("daemon", "doctor", "config")
 """Commands that load the config file themselves (with flags, or to report on it)."""
 

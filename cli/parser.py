@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from agentplex.cli import admin, doctor, panel, service, top
+from agentplex.cli import admin, doctor, panel, service, top, ui
 from agentplex.protocol.errors import InvalidArgument
 from agentplex.supervisor import __version__
 
@@ -240,6 +240,7 @@ def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     admin.add_parsers(sub)
     top.add_parser(sub)
     panel.add_parser(sub)
+    ui.add_parser(sub)
 
 
 DURATIONS = (

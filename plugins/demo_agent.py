@@ -9,7 +9,9 @@ in all (``AGENTPLEX_DEMO_DELAY`` sets the seconds per word). Words in the prompt
 dies mid-stream with exit 3 and no result, ``FAIL`` reports an API error with exit 1,
 ``BACKGROUND`` starts a detached ``sleep`` and leaves it running, the way agents' shell
 tools often do (its pid is in the reply). A prompt over 1000 characters is repeated as its
-length and sha256, so a test can tell that a big prompt arrived whole.
+length and sha256, so a test can tell that a big prompt arrived whole. A persona whose
+instructions say ``EXIT1`` gives each reply and its result, then exits 1 (a CLI failing on
+its way out; one process per turn only).
 
 In a panel (its prompts carry a panel's header lines) it answers in character instead, as
 :mod:`agentplex.plugins.demo_panel` says: its persona is ``AGENTPLEX_DEMO_PERSONA`` and the
@@ -56,6 +58,19 @@ FILLER = (
     "the whole conversation, so resuming me works just like resuming a real agent."
 )
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
+EXIT_AFTER_RESULT = "EXIT1"
+"""In a persona's instructions: each turn gives its reply and result, then exits 1."""
+INIT: dict[str, Any] = {
+    "type": "system",
+    "subtype": "init",
+    "tools": [],
+    "mcp_servers": [],
+    "model": MODEL,
+    "permissionMode": "default",
+    "apiKeySource": "none",
+    "output_style": "default",
+}
+"""The line that opens each turn (with its ``cwd``), as Claude's does."""
 
 
 class Crashed(Exception):
@@ -200,6 +215,7 @@ def record(session_id: str, number: int, prompt: str) -> None:
         "conversation": session_id,
         "turn": number,
         "prompt": prompt,
+        "ts": time.time(),  # when the prompt had reached this process (a benchmark reads it)
     }
     data = (json.dumps(line) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -329,39 +345,39 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     turn = Turn(args.include_partial_messages)
     signal.signal(signal.SIGINT, turn.on_sigint)
-    home, prompt = demo_home(), args.prompt
-    turns = load_turns(home, args.resume) if args.resume else []
-    turn.session_id = args.resume if args.resume and turns is not None else str(uuid.uuid4())
+    code = speak(turn, args.prompt, args.resume, args.instructions)
+    if code == 0 and EXIT_AFTER_RESULT in (args.instructions or ""):
+        return 1  # a CLI failing on its way out, its reply already given (a persona's test)
+    if code == 0:  # AGENTPLEX_DEMO_LINGER: seconds to stay after the result, as a CLI's exit takes
+        time.sleep(max(float(os.environ.get("AGENTPLEX_DEMO_LINGER") or 0), 0.0))
+    return code
+
+
+def speak(turn: Turn, prompt: str, resume: str | None, instructions: str | None) -> int:
+    """One turn: the reply to ``prompt`` in the conversation ``resume`` (None: a new one,
+    whose id ``turn.session_id`` then holds); the exit code a turn process would end with."""
+    home = demo_home()
+    turns = load_turns(home, resume) if resume else []
+    turn.session_id = resume if resume and turns is not None else str(uuid.uuid4())
     if turns is None:
         result(
             turn,
             "",
             subtype="error_during_execution",
             is_error=True,
-            errors=[f"No conversation found with session ID: {args.resume}"],
+            errors=[f"No conversation found with session ID: {resume}"],
         )
         return 1
     turn.number = len(turns) + 1
     record(turn.session_id, turn.number, prompt)
     said = [prompt, *(f"{t['prompt']} {t['reply']}" for t in turns)]
     turn.input_tokens = sum(len(text) for text in said) // 4 + 1
-    turn.line(
-        {
-            "type": "system",
-            "subtype": "init",
-            "cwd": os.getcwd(),
-            "tools": [],
-            "mcp_servers": [],
-            "model": MODEL,
-            "permissionMode": "default",
-            "apiKeySource": "none",
-            "output_style": "default",
-        }
-    )
+    turn.line(INIT | {"cwd": os.getcwd()})
     if "FAIL" in prompt:
         fail(turn)
         return 1
-    words = panel_words(args, turns, turn.number) or compose(prompt, turns)
+    seat = argparse.Namespace(prompt=prompt, instructions=instructions)
+    words = panel_words(seat, turns, turn.number) or compose(prompt, turns)
     if "BACKGROUND" in prompt:
         words = [f"background={leave_a_process_behind()}", *words]
     try:
@@ -375,8 +391,6 @@ def main(argv: list[str] | None = None) -> int:
         interrupted(turn, text)
     else:
         finish(turn, text)
-    # AGENTPLEX_DEMO_LINGER: seconds to stay after the result, as a real CLI's own exit takes
-    time.sleep(max(float(os.environ.get("AGENTPLEX_DEMO_LINGER") or 0), 0.0))
     return 0
 
 

@@ -35,6 +35,7 @@ from agentplex.plugins.api import (
     locate_executable,
     package_version,
 )
+from agentplex.plugins.gemini_lock import clear_orphaned_lock, gemini_home
 from agentplex.plugins.json_lines import decode_line
 from agentplex.plugins.stream_json import tool_summary
 from agentplex.protocol import ChunkKind, Stream, Usage, UsageScope
@@ -112,6 +113,11 @@ class GeminiBackend:
         return package_version(Path(executable), PACKAGE)
 
     def argv(self, spec: SessionSpec, message: str | None, resume_id: str | None) -> list[str]:
+        # Called as each turn starts: a lock an earlier Gemini process died holding would
+        # stall this turn 13 to 51 s (see gemini_lock). The session's own HOME comes first.
+        home = gemini_home(spec.env) or gemini_home(os.environ)
+        if home is not None:
+            clear_orphaned_lock(home)
         argv = [self.locate().executable or "gemini", "--output-format", "stream-json"]
         # Headless Gemini exits 55 in a folder it has not been told to trust.
         argv.append("--skip-trust")

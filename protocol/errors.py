@@ -288,6 +288,27 @@ class BadReply(AgentplexError):
     exit_code = EXIT_PROTOCOL
 
 
+class DaemonUnavailable(AgentplexError):
+    """The web dashboard's bridge cannot reach the daemon now (stopped or restarting)."""
+
+    code = "daemon_unavailable"
+    exit_code = EXIT_UNAVAILABLE
+
+
+class PortUnavailable(AgentplexError):
+    """The web dashboard cannot listen on its port (in use by another program, or refused)."""
+
+    code = "port_unavailable"
+    exit_code = EXIT_UNAVAILABLE
+
+
+class ExtraMissing(AgentplexError):
+    """A command needs an optional extra that is not installed (pip install 'agentplex[X]')."""
+
+    code = "extra_missing"
+    exit_code = EXIT_UNAVAILABLE
+
+
 class InternalError(AgentplexError):
     """The daemon failed in a way it did not expect; the daemon logs the details."""
 

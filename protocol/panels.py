@@ -250,6 +250,9 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     """Agreeing positions over counted ones (abstentions not counted)."""
     action_items: list[str] = []
     ts: float = 0.0
+    source: str | None = None
+    """The insight (``<message id>-i<n>``) whose ``DECISION:`` line a panel that votes put
+    to the vote itself (``supervisor/panels/proposals.py``); None for ``panel decide``."""
 
 
 class Insight(msgspec.Struct, frozen=True, kw_only=True):

@@ -103,12 +103,28 @@ class Session(SessionState):
             # waits for begin(), so it comes after the prompt, never as turn 1.
             return self._turns.queue(message)
         if self.spec.mode is BackendMode.LONG_LIVED:
+            if self._continuable():
+                self._launch(self.backend.argv(self.spec, None, self._cli_id()), with_stdin=True)
             self._deliver(message)
             return 0
         if self._process is None:
             self._start_turn(message)
             return 0
         return self._turns.queue(message)
+
+    def _continuable(self) -> bool:
+        """A long-lived session whose process went with a crashed daemon, continued on its
+        next message by a new process that resumes the CLI's conversation."""
+        return (
+            self.status is SessionStatus.INTERRUPTED
+            and self._process is None
+            and self.adopted_pid is None
+            and self.backend.capabilities.resume
+            and self._cli_id() is not None
+        )
+
+    def _cli_id(self) -> str | None:
+        return self.resume_id or self.chunks.cli_session_id
 
     def interrupt(self) -> None:
         """Stop the running turn: in-band when the agent takes that, else SIGINT to its group.

@@ -167,8 +167,9 @@ class SessionState:
     @property
     def finished_streaming(self) -> bool:
         """No chunk will ever follow the last one."""
-        if self.status is SessionStatus.INTERRUPTED:
-            return self.spec.mode is BackendMode.LONG_LIVED
+        if self.status is SessionStatus.INTERRUPTED:  # a resumable one can be continued
+            resumable = self.backend.capabilities.resume and self.chunks.cli_session_id
+            return self.spec.mode is BackendMode.LONG_LIVED and not resumable
         return self.status.ended
 
     # ------------------------------------------------------------------ status

@@ -21,7 +21,8 @@ interleaved with a member's turn, and the discussion waits until it is over. The
 A panel paused can still decide (its floor is free). A panel that ends during the round
 records nothing: the request fails with ``panel_ended``. A round cut by a daemon crash is
 not asked again (the request failed with the daemon); the members' replies that arrived are
-in the log.
+in the log. A panel that votes puts its members' ``DECISION:`` proposals through the same
+round itself (proposals.py); such a round cut by a crash is run again after the restart.
 """
 
 from __future__ import annotations
@@ -84,9 +85,15 @@ class ConsensusPoint(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def decide(
-    panel: Orchestrator, proposal: str, *, veto: bool, human_wait_s: float
+    panel: Orchestrator,
+    proposal: str,
+    *,
+    veto: bool,
+    human_wait_s: float,
+    source: str | None = None,
 ) -> Decision:
-    """Run a position round on ``proposal`` once the floor is free and record its decision."""
+    """Run a position round on ``proposal`` once the floor is free and record its decision
+    (``source``: the insight it settles, when the panel votes on a member's proposal)."""
     require_text("proposal", proposal)
     if not (math.isfinite(human_wait_s) and 0 <= human_wait_s <= MAX_HUMAN_WAIT_S):
         raise InvalidArgument(
@@ -101,6 +108,7 @@ async def decide(
         record = consensus.decision(
             panel.id, proposal, votes, threshold=threshold, now=time.time(), veto=veto
         )
+        record = msgspec.structs.replace(record, source=source)
         _record(panel, record)
     return record
 
@@ -162,8 +170,10 @@ async def _ask_agent(
             panel_id=panel.id, participant=member.name, turn=turn, round=rnd, ts=time.time()
         )
     )
+    await panel._exits.settle(member.name)  # its last turn's process over (aftermath.py)
     try:
-        watch = await panel._hand_over(member, prompt)
+        with anyio.CancelScope(shield=True):  # a session started is one recorded
+            watch = await panel._hand_over(member, prompt)
     except AgentplexError as exc:
         panel._member_left(member.name, f"its position turn could not start: {exc.message}")
         reply = MemberReply(text="", latency_ms=0, failed=exc.message, session_ended=True)
@@ -178,6 +188,7 @@ async def _ask_agent(
             reason=f"(no reply: {reply.failed})",
         )
         _say(panel, f"({member.name} gave no position: {reply.failed})", MessageType.SYSTEM)
+        panel._exits.follow(member.name, False)
         return
     text = reply.text[: panel.config.max_message_chars]
     found[member.name] = consensus.vote_from_reply(member.name, text)
@@ -192,6 +203,7 @@ async def _ask_agent(
     )
     panel._append(message)
     panel._capture(message)
+    panel._exits.follow(member.name, not reply.session_ended)
 
 
 async def _await_humans(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
@@ -20,12 +21,16 @@ from agentplex.protocol.panels import (
     PanelInfo,
     PanelStatus,
     ParticipantKind,
+    SpeakerPolicy,
     StopReason,
 )
 from agentplex.supervisor.manager import SessionManager
 from agentplex.supervisor.panels import analytics, insights
 from agentplex.supervisor.panels._info import panel_info
 from agentplex.supervisor.panels.store import FINAL_ANALYTICS, LoadedPanel, PanelStore
+
+if TYPE_CHECKING:
+    from agentplex.supervisor.panels.orchestrator import Orchestrator
 
 log = structlog.get_logger(__name__)
 
@@ -119,7 +124,11 @@ class PanelLifecycle:
         if self.finished.is_set():
             return
         self._save(
-            status=PanelStatus.COMPLETED, stop_reason=reason, pending=None, ended_at=time.time()
+            status=PanelStatus.COMPLETED,
+            stop_reason=reason,
+            pending=None,
+            in_flight=[],
+            ended_at=time.time(),
         )
         grace = self._manager.context.config.terminate_grace
         for record in self.participants.values():
@@ -151,3 +160,28 @@ class PanelLifecycle:
     def _save(self, **changes: object) -> None:
         self.metadata = msgspec.structs.replace(self.metadata, **changes)
         self._store.save_metadata(self.metadata)
+
+
+def recover_cut_turns(panel: Orchestrator) -> None:
+    """Turns handed out before a crash and never answered (``PanelMetadata.pending``, the
+    sequential one; ``in_flight``, each of a parallel round's): recorded as interrupted, so
+    the log says it happened (once, however many restarts), then asked again by the loop."""
+    pending = panel.metadata.pending
+    cut = [*([pending] if pending is not None else []), *panel.metadata.in_flight]
+    recorded = {(m.participant, m.turn, m.round) for m in panel.messages if m.interrupted}
+    for turn in cut:
+        if (turn.participant, turn.turn, turn.round) in recorded:
+            continue  # recorded before a crash that came before the metadata's update
+        message = panel._message(
+            turn.participant,
+            "(reply interrupted by a daemon restart; asked again)",
+            turn=turn.turn,
+            round=turn.round,
+            interrupted=True,
+        )
+        panel._append(message)
+        log.info("panel_turn_reasked", panel_id=panel.id, participant=turn.participant)
+    if cut:
+        panel._save(pending=None, in_flight=[])
+    if pending is not None and panel._plan.rules.speaker_policy is SpeakerPolicy.MANUAL:
+        panel._manual_pick = pending.participant  # the pick held until it was answered

@@ -14,6 +14,7 @@ import anyio
 import msgspec
 
 from agentplex.protocol import (
+    BackendMode,
     Chunk,
     ChunkBatch,
     ChunkKind,
@@ -24,8 +25,10 @@ from agentplex.protocol import (
     chunk_topic,
     expand,
 )
+from agentplex.protocol.errors import AgentplexError
 from agentplex.protocol.panels import MemberSpec, PanelConfig
 from agentplex.supervisor.bus import Bus, Gap, Message
+from agentplex.supervisor.manager import DEFAULT_BACKEND as DEFAULT
 from agentplex.supervisor.manager import SessionManager
 from agentplex.supervisor.session import Session
 
@@ -170,10 +173,40 @@ async def hand_over(
     """Start the member's session with ``start`` (returned, for the panel to record), or
     send ``start.prompt`` to the session it has; with the watch on the turn."""
     if session_id is None:
+        start = msgspec.structs.replace(start, mode=member_mode(manager, start))
         session = await manager.start(start)
         return TurnWatch(bus, session), session  # before any await: nothing is missed
     session, queued = manager.send(session_id, start.prompt or "")
     return TurnWatch(bus, session, queued), None  # queued: its last process is still exiting
+
+
+async def prestart(
+    manager: SessionManager, config: PanelConfig, member: MemberSpec
+) -> Session | None:
+    """A long-lived member's session, started without a prompt (its process waits for its
+    first turn on stdin); None for a member whose turns each start a process, or whose
+    start failed (its first turn then says why, as it would have)."""
+    start = msgspec.structs.replace(start_request(config, member, ""), prompt=None)
+    if member_mode(manager, start) is not BackendMode.LONG_LIVED:
+        return None
+    try:
+        return await manager.start(msgspec.structs.replace(start, mode=BackendMode.LONG_LIVED))
+    except AgentplexError:
+        return None
+
+
+def member_mode(manager: SessionManager, start: Start) -> BackendMode | None:
+    """The mode a member's session runs in: its backend's ``panel_mode`` when it has one
+    (the demo's: long-lived, so a turn handed over is a write to its process's stdin, not a
+    process started), else the backend's default (None). A backend not found is left for
+    the start to refuse."""
+    try:
+        persona = manager.personas.get(start.persona) if start.persona else None
+        backend = manager.backends.get(start.backend or (persona and persona.backend) or DEFAULT)
+    except AgentplexError:
+        return None
+    mode = getattr(backend, "panel_mode", None)
+    return mode if isinstance(mode, BackendMode) and mode in backend.modes else None
 
 
 def can_resume(manager: SessionManager, backend_id: str | None) -> bool:

@@ -3,9 +3,11 @@ message, insights caught, the stop checked, everything written and published.
 
 Who speaks and what each member is told is planned by :class:`~.rounds.Rounds` (speaker
 policies, sequential / simultaneous / review rounds); this module carries the plan out. Where
-a round stands is derived from the message log, so a restart resumes it: a sequential turn
-handed out and never answered (``PanelMetadata.pending``) is recorded as an interrupted
-message and asked again; a parallel round asks again whoever has not answered it.
+a round stands is derived from the message log, so a restart resumes it: a turn handed
+out and never answered (``PanelMetadata.pending``, or a parallel round's ``in_flight``) is
+recorded as an interrupted message and asked again (``lifecycle.recover_cut_turns``).
+A voting panel's members' proposals are voted between turns (proposals.py); a member's
+process that fails after its reply is noticed by aftermath.py.
 """
 
 from __future__ import annotations
@@ -28,20 +30,22 @@ from agentplex.protocol.panels import (
     MemberSpec,
     MessageType,
     PanelMessage,
-    SpeakerPolicy,
     StopReason,
 )
 from agentplex.supervisor.bus import Bus
 from agentplex.supervisor.manager import SessionManager
 from agentplex.supervisor.panels import clock, insights, termination
-from agentplex.supervisor.panels.lifecycle import PanelLifecycle, Publish
+from agentplex.supervisor.panels.aftermath import Aftermath
+from agentplex.supervisor.panels.lifecycle import PanelLifecycle, Publish, recover_cut_turns
 from agentplex.supervisor.panels.member_turn import (
     MemberReply,
     TurnWatch,
     can_resume,
     hand_over,
+    prestart,
     start_request,
 )
+from agentplex.supervisor.panels.proposals import ProposalVotes
 from agentplex.supervisor.panels.rounds import Rounds, review_file
 from agentplex.supervisor.panels.rules import (
     SYSTEM_PARTICIPANT,
@@ -86,6 +90,8 @@ class Orchestrator(PanelLifecycle):
         self._condition.check(self._progress(self.messages))  # rebuild the latches
         self._checked = len(self.messages)
         self._started = time.monotonic()
+        self._votes = ProposalVotes(self)
+        self._exits = Aftermath(self)
 
     # ------------------------------------------------------------------ running
 
@@ -94,14 +100,17 @@ class Orchestrator(PanelLifecycle):
         daemon stopping) it leaves the panel as it is, to be resumed after a restart."""
         if self.metadata.status.ended:
             return
-        self._recover_pending()
+        recover_cut_turns(self)  # a crash's turns: recorded interrupted, asked again
         reason: StopReason | None = None
         with anyio.CancelScope() as self._scope:
             async with anyio.create_task_group() as tg:  # time= stops cut the turn in flight
                 progress = lambda: self._progress([])  # noqa: E731
                 started = self.metadata.created_at
                 tg.start_soon(clock.stop_on_time, self._condition, progress, started, self._stop)
+                tg.start_soon(self._exits.run)
+                await self._warm_up()
                 reason = await self._loop()
+                await self._exits.settle_all()  # a last reply's process may yet fail
                 tg.cancel_scope.cancel()
         reason = reason or self._stopped
         if self._end_requested or reason is not None:
@@ -119,6 +128,7 @@ class Orchestrator(PanelLifecycle):
             await self._resumed.wait()
             if not self._resumed.is_set():  # paused while this woke (wait checkpoints)
                 continue
+            await self._votes.run_pending()  # a member's DECISION: is voted before any stop
             reason = self._stop_reason()
             if reason is not None:
                 return reason
@@ -127,6 +137,8 @@ class Orchestrator(PanelLifecycle):
                 self._publish(PanelUpdated(panel_id=self.id, panel=self.info()))
             else:
                 async with self.floor:  # a position round waits for the turn in flight
+                    if not self._resumed.is_set():  # paused while the floor was taken (yields)
+                        continue
                     turns = self._parallel_round if self._plan.parallel else self._sequential_turn
                     await turns()
 
@@ -135,6 +147,9 @@ class Orchestrator(PanelLifecycle):
         if choice is None:  # a manual panel before its pick, or no one may speak yet
             await self._wait_change()
             return
+        await self._exits.settle(choice.name)  # its last turn's process over (aftermath.py)
+        if not self._active(choice.name):
+            return  # it failed on its way out: choose again
         if choice.fallback:
             self._system(f"{choice.name} speaks next: {choice.reason}")
         self._manual_pick = None
@@ -146,11 +161,17 @@ class Orchestrator(PanelLifecycle):
     async def _parallel_round(self) -> None:
         """Every member owing this round its turn at once; prompts all made first."""
         rnd = self.metadata.round
+        await self._exits.settle_all()  # the last round's processes over (aftermath.py)
         owing = self._plan.owing(self.messages, rnd, self._inactive())
         handed, labels = self._plan.parallel_prompts(self.messages, rnd, owing, self._resumable)
         if labels:  # stored before any prompt goes out, never sent
             self._store.save_json(self.id, review_file(rnd), labels)
         base = self.metadata.turn
+        out = [
+            PendingTurn(participant=member.name, turn=base + n, round=rnd, ts=time.time())
+            for n, (member, _) in enumerate(handed, start=1)
+        ]
+        self._save(in_flight=out)  # each one a crash cuts is recorded interrupted on restart
         async with anyio.create_task_group() as tg:
             for offset, (member, prompt) in enumerate(handed, start=1):
                 tg.start_soon(self._turn, member, prompt, base + offset)
@@ -221,6 +242,7 @@ class Orchestrator(PanelLifecycle):
             if reply.session_ended or reply.failed is not None:  # failed: it takes no more turns
                 self._member_left(member.name, reply.failed or "its session ended")
         self._record_reply(member, reply, turn, rnd)
+        self._exits.follow(member.name, reply.failed is None and not reply.session_ended)
 
     async def _hand_over(self, member: MemberSpec, prompt: str) -> TurnWatch:
         """Start the member's session with ``prompt`` (recorded at once), or send it to the
@@ -231,7 +253,18 @@ class Orchestrator(PanelLifecycle):
         watch, started = await hand_over(self._manager, self._bus, session_id, start)
         if started is not None:
             self._save_participant(member, started)
+        self._exits.expect(member.name, started.id if started is not None else session_id)
         return watch
+
+    async def _warm_up(self) -> None:
+        """Start each long-lived member's process before the first turn, so that every turn
+        is handed over by a write to its stdin, never by a process start."""
+        for member in self.agents:
+            if member.name not in self.participants:
+                with anyio.CancelScope(shield=True):  # a session started is one recorded
+                    session = await prestart(self._manager, self.config, member)
+                if session is not None:
+                    self._save_participant(member, session)
 
     def _save_participant(self, member: MemberSpec, session: Session) -> None:
         record = ParticipantRecord(
@@ -265,8 +298,10 @@ class Orchestrator(PanelLifecycle):
             latency_ms=reply.latency_ms,
         )
         self._append(message)
-        self._save(turn=max(turn, self.metadata.turn), pending=None)
+        out = [t for t in self.metadata.in_flight if t.participant != member.name]
+        self._save(turn=max(turn, self.metadata.turn), pending=None, in_flight=out)
         self._capture(message)
+        self._votes.note(message)
 
     # ------------------------------------------------------------------ messages
 
@@ -328,22 +363,3 @@ class Orchestrator(PanelLifecycle):
         if parent is None:
             return reply_to
         return parent.thread_id or parent.id
-
-    def _recover_pending(self) -> None:
-        """A turn handed out before a crash and never answered: recorded as interrupted
-        (so the log says it happened), then asked again by the loop."""
-        pending = self.metadata.pending
-        if pending is None:
-            return
-        message = self._message(
-            pending.participant,
-            "(reply interrupted by a daemon restart; asked again)",
-            turn=pending.turn,
-            round=pending.round,
-            interrupted=True,
-        )
-        self._append(message)
-        self._save(pending=None)
-        if self._plan.rules.speaker_policy is SpeakerPolicy.MANUAL:
-            self._manual_pick = pending.participant  # the pick held until it was answered
-        log.info("panel_turn_reasked", panel_id=self.id, participant=pending.participant)

@@ -5,11 +5,12 @@ restart plans exactly what the crash interrupted.
 
 - Sequential: one member at a time, picked by the panel's speaker policy
   (``speakers.next_speaker``). A round is as many turns as the round had active agents (a
-  member that failed in it still counts its failed turn), so under round robin every active
-  agent speaks once per round; under the other policies some may speak twice and some not at
-  all. Each member is told what it has not seen since its last message (its own conversation
-  goes on through its CLI's resume id); a member whose backend cannot resume is re-sent its
-  brief and the discussion pruned to ``history_budget_chars`` instead.
+  member that left after its turn in it — its turn failed, or its process after its reply
+  — still counts that turn, however soon its leaving is known), so under round robin every
+  active agent speaks once per round; under the other policies some may speak twice and
+  some not at all. Each member is told what it has not seen since its last message (its
+  own conversation goes on through its CLI's resume id); a member whose backend cannot
+  resume is re-sent its brief and the discussion pruned to ``history_budget_chars``.
 - Simultaneous (Du et al. 2023): every active agent answers each round in parallel; round r's
   prompt carries exactly the others' round r-1 answers (``prompts.simultaneous``). All prompts
   of a round are made before any answer of it exists, so members are blind to their round.
@@ -82,8 +83,8 @@ class Rounds:
             return not self.owing(messages, rnd, inactive)
         names = {m.name for m in self._agents}
         turns = [m for m in messages if m.round == rnd and _counted(m) and m.participant in names]
-        failed = {m.participant for m in turns if m.type is MessageType.SYSTEM} & inactive
-        quota = sum(1 for m in self._agents if m.name not in inactive) + len(failed)
+        gone = {m.participant for m in turns} & inactive  # left after its turn of this round
+        quota = sum(1 for m in self._agents if m.name not in inactive) + len(gone)
         return len(turns) >= quota
 
     def next_speaker(

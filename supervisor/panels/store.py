@@ -2,7 +2,7 @@
 
 - ``panel_config.json``: the :class:`PanelConfig` it was created with (written once);
 - ``session_metadata.json``: where it stands (:class:`PanelMetadata`: status, round, turn,
-  the turn in flight, the stop reason), rewritten atomically after every change;
+  the turns in flight, the stop reason), rewritten atomically after every change;
 - ``panel_messages.jsonl``: one :class:`PanelMessage` per line, appended, never rewritten;
 - ``panel_reactions.jsonl``: one :class:`ReactionRecord` per line (a reaction changes a
   message; appending it here keeps the message log free of a second copy of any id);
@@ -75,6 +75,9 @@ class PanelMetadata(msgspec.Struct, frozen=True, kw_only=True):
     round: int = 0
     turn: int = 0
     pending: PendingTurn | None = None
+    in_flight: list[PendingTurn] = []
+    """The turns of a parallel round (simultaneous / review) handed out and not answered
+    yet, each dropped as its reply is recorded: what a restart records as interrupted."""
     stop_reason: StopReason | None = None
     ended_at: float | None = None
 

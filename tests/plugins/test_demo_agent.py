@@ -287,7 +287,8 @@ def run_backend_turn(
 def test_demo_backend_describes_itself() -> None:
     backend = DemoBackend()
     assert isinstance(backend, Backend)
-    assert (backend.id, backend.modes) == ("demo", ("turn",))
+    assert (backend.id, backend.modes) == ("demo", ("turn", "long_lived"))
+    assert backend.panel_mode == "long_lived"  # panel members: one process each, fed on stdin
     located = backend.locate()
     assert located.available
     assert located.executable == sys.executable
@@ -537,6 +538,7 @@ def test_each_prompt_received_is_appended_to_the_record_when_asked(
     assert sorted((x["session"], x["prompt"], x["turn"]) for x in together) == [
         (f"s{i}", f"{big}{i}", 1) for i in range(3)
     ]  # written at once, yet each line whole
+    assert isinstance(last.pop("ts"), float)  # when the prompt reached the agent
     assert last == {"session": "s9", "conversation": first_id, "turn": 2, "prompt": "and again"}
     run(env, "not recorded")
     assert len(record.read_text().splitlines()) == 4

@@ -19,7 +19,9 @@ def _dying(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
     monkeypatch.setattr(Path, method, refuse)
 
 
-def test_a_cgroup_being_removed_has_no_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cgroup_being_removed_has_no_members(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # CI: 1,000 sessions stopping at once; one read of cgroup.procs answered ENODEV and the
     # daemon's shutdown ended with exit 1.
     _dying(monkeypatch, "read_text")

@@ -1,6 +1,9 @@
 """A member's turn ends at its ``result``, not at its process's exit: against the real daemon
 with demo members (real processes) that stay ``AGENTPLEX_DEMO_LINGER`` seconds after their
-result, as a real CLI's own exit takes a while. Each member's transcript proves the handover."""
+result, as a real CLI's own exit takes a while, in turn mode (one process per turn,
+``AGENTPLEX_DEMO_PANEL_MODE=turn``). In their own (long-lived) panel mode each demo member is
+one process, started before the first turn and handed every turn on its stdin. Each
+member's transcript proves the handover."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from agentplex.protocol.panels import (
     RoundShape,
     StopReason,
 )
-from agentplex.protocol.records import ProcessExit, ProcessSpawned, Record
+from agentplex.protocol.records import MessageIn, ProcessExit, ProcessSpawned, Record
 
 DEADLINE = 120.0
 """Demo members on a loaded 2-core machine: generous, never slept away."""
@@ -33,7 +36,8 @@ NAMES = ("PM", "QA")
 
 @pytest.fixture
 def lingering(short_tmp: Path) -> Iterator[DaemonProcess]:
-    daemon = start_daemon(short_tmp, "--grace", "2", env={"AGENTPLEX_DEMO_LINGER": str(LINGER)})
+    env = {"AGENTPLEX_DEMO_LINGER": str(LINGER), "AGENTPLEX_DEMO_PANEL_MODE": "turn"}
+    daemon = start_daemon(short_tmp, "--grace", "2", env=env)
     try:
         yield daemon
     finally:
@@ -99,3 +103,40 @@ def test_the_next_member_is_handed_its_turn_before_the_previous_members_process_
     # a member's own turns never overlap: its next turn waited in its session's queue
     for lives in (pm, qa):
         assert lives[0][1] <= lives[1][0], lives
+
+
+def records(transcript: str) -> list[Record]:
+    decoder = msgspec.json.Decoder(Record)
+    return [decoder.decode(line) for line in Path(transcript).read_bytes().splitlines()]
+
+
+def test_long_lived_members_are_started_before_the_first_turn_and_fed_each_turn_on_stdin(
+    daemon: DaemonProcess,
+) -> None:
+    with daemon.client() as client, client.subscribe(p.PANEL_TOPIC) as events:
+        config = PanelConfig(
+            topic="Ship the beta on Friday?",
+            members=[MemberSpec(name=n, persona=n.lower(), backend="demo") for n in NAMES],
+            max_rounds=2,
+        )
+        info = client.panel_create(config)
+        first = next_event(events, lambda e: isinstance(e, p.PanelTurnStarted), DEADLINE)
+        next_event(events, lambda e: isinstance(e, p.PanelEnded), DEADLINE)
+        shown = client.panel_show(info.id)
+        sessions = {s.id: s for s in client.list(all=True).sessions}
+    said = [m for m in shown.messages if m.type is not MessageType.SYSTEM]
+    assert [(m.round, m.participant) for m in said] == [(r, n) for r in (0, 1) for n in NAMES]
+    assert isinstance(first, p.PanelTurnStarted)
+    for member in shown.panel.members:
+        assert member.session_id is not None
+        session = sessions[member.session_id]
+        assert session.mode is p.BackendMode.LONG_LIVED
+        lines = records(session.transcript)
+        spawned = [r for r in lines if isinstance(r, ProcessSpawned)]
+        sent = [r for r in lines if isinstance(r, MessageIn)]
+        assert len(spawned) == 1, spawned  # one process for the whole panel
+        assert spawned[0].ts < first.ts  # up before the first turn was handed out
+        assert [m.turn for m in sent] == [1, 2]  # each turn a message to that process
+        assert all(m.ts > spawned[0].ts for m in sent)
+        exits = [r for r in lines if isinstance(r, ProcessExit)]
+        assert len(exits) == 1 and exits[0].ts > sent[-1].ts  # ended with the panel

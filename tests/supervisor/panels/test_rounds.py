@@ -50,6 +50,16 @@ def test_a_round_counts_the_failed_turn_of_a_member_that_left_in_it() -> None:
     assert not plan.round_over([*log, cut], 0, frozenset({"QA"}))
 
 
+def test_a_round_counts_the_reply_of_a_member_that_left_after_it() -> None:
+    # QA answered, then its process failed on its way out: it left, and its reply counts,
+    # so Spec still has its turn in the round however soon QA's leaving is known.
+    plan = Rounds(PanelConfig(topic="t", members=MEMBERS), "p")
+    log = [message("PM", "a"), message("QA", "b")]
+    assert not plan.round_over(log, 0, frozenset({"QA"}))
+    assert plan.round_over([*log, message("Spec", "c")], 0, frozenset({"QA"}))
+    assert plan.round_over([message("PM", "a"), message("Spec", "c")], 0, frozenset({"QA"}))
+
+
 def test_a_manual_pick_must_name_an_active_agent_of_a_manual_panel() -> None:
     human = MemberSpec(name="Ana", kind=ParticipantKind.HUMAN)
     config = PanelConfig(
