@@ -62,11 +62,17 @@ class Workload:
     members: int
     rounds: int
     mode: str = "long_lived"
+    word_s: float = 0.0
+    """Seconds per word the demo members type (0: each reply at once, a line per delta)."""
 
     @property
     def label(self) -> str:
         many = "panel" if self.panels == 1 else "panels at once"
-        return f"{self.panels} {many} x {self.members} members x {self.rounds} rounds, {self.mode}"
+        pace = f", typing {self.word_s * 1000:g} ms/word" if self.word_s else ""
+        return (
+            f"{self.panels} {many} x {self.members} members x {self.rounds} rounds, "
+            f"{self.mode}{pace}"
+        )
 
 
 @dataclass
@@ -98,7 +104,8 @@ def config(workload: Workload, n: int) -> PanelConfig:
 
 def run(workload: Workload) -> dict[str, Any]:
     """One run: the panels to their end; the handover figures in ms (p50/p99 each)."""
-    os.environ["AGENTPLEX_DEMO_DELAY"] = "0"  # the daemon passes these on to its demo members
+    # the daemon passes these on to its demo members
+    os.environ["AGENTPLEX_DEMO_DELAY"] = str(workload.word_s)
     os.environ["AGENTPLEX_DEMO_PANEL_MODE"] = workload.mode
     with workdir() as base:
         os.environ["AGENTPLEX_DEMO_RECORD"] = str(base / "prompts.jsonl")

@@ -1,13 +1,14 @@
 """The web dashboard, measured in the real browser (Debian's Chromium through Playwright):
 
-    python benchmarks/ui.py [--quick] [--runs 3] [--json]
+    python benchmarks/ui.py [--quick] [--runs 3] [--json] [--only latency,many,tail]
 
 (a) chunk → DOM latency: 10 exec sessions print lines carrying ``time.time()``, 1,000 lines/s
     in all; the page has one of them open, and a MutationObserver notes
     ``performance.timeOrigin + performance.now()`` when each line's node appears. Latency =
     DOM time - printed time, p50 / p99 (the other nine stream through the same WebSocket).
-(b) 500 sessions: from navigation to every session row in the DOM, and the longest task
-    (PerformanceObserver ``longtask``) during that load and while they all stream.
+(b) 500 sessions: from navigation to the list knowing all of them with every row in view
+    rendered (a long list renders only those), and the longest task (PerformanceObserver
+    ``longtask``) during that load and while they all stream.
 (c) a finished session of 1,000,000 chunks: from the click on its row to its last chunk in
     the DOM (the tail).
 
@@ -17,16 +18,27 @@ Each figure is the median of the runs [min–max]; the targets are judged on the
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import subprocess
+import argparse
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _ui_page import (
+    MILLION,
+    OBSERVE_LINES,
+    OPEN_TAIL,
+    STAMPER,
+    TICKER,
+    WAIT_MS,
+    WATCH_LOAD,
+    SocketClock,
+    chromium,
+    end_all,
+    open_page,
+    start_many,
+    ui_process,
+)
 from agentplex import protocol as p
 
 from _harness import (
@@ -41,89 +53,10 @@ from _harness import (
     main,
     percentile,
     runs_text,
-    start_exec,
-    stop_process_tree,
     wait_until,
     workdir,
 )
 from throughput import zmq_context
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WAIT_MS = 120_000
-
-STAMPER = """\
-import sys, time
-rate, seconds = float(sys.argv[1]), float(sys.argv[2])
-sys.stdin.readline()  # "go": every session starts together, once the page watches
-start = time.time()
-for i in range(int(rate * seconds)):
-    pause = start + i / rate - time.time()
-    if pause > 0:
-        time.sleep(pause)
-    print(f"{time.time():.6f} {i}", flush=True)
-"""
-TICKER = "while :; do echo tick; sleep 1; done"
-"""A streaming session as light as a session gets (500 of them at once on 2 cores)."""
-MILLION = """\
-import sys
-count = int(sys.argv[1])
-for start in range(0, count, 10_000):
-    sys.stdout.write("".join(f"line {i}\\n" for i in range(start, min(start + 10_000, count))))
-"""
-
-OBSERVE_LINES = """view => {
-    window.__lines = [];
-    new MutationObserver(records => {
-        const now = performance.timeOrigin + performance.now();
-        for (const r of records) for (const n of r.addedNodes) {
-            if (n.nodeType !== 1) continue;
-            const els = n.matches('[data-seq]') ? [n] : [...n.querySelectorAll('[data-seq]')];
-            for (const el of els) {
-                const text = (el.querySelector('.chunk-text') || el).textContent || '';
-                const printed = parseFloat(text);
-                if (!Number.isNaN(printed)) window.__lines.push(now - printed * 1000);
-            }
-        }
-    }).observe(view, {childList: true, subtree: true});
-}"""
-WATCH_LOAD = """
-window.__longtasks = [];
-new PerformanceObserver(list => {
-    for (const e of list.getEntries()) window.__longtasks.push([e.startTime, e.duration]);
-}).observe({type: 'longtask', buffered: true});
-window.__rowsAt = null;
-window.__rowsWanted = %d;
-const rowsSeen = () => {
-    if (window.__rowsAt === null && document.querySelectorAll(
-            '[data-testid="session-row"]').length >= window.__rowsWanted)
-        window.__rowsAt = performance.now();
-};
-new MutationObserver(rowsSeen).observe(document, {childList: true, subtree: true});
-"""
-OPEN_TAIL = """([sid, last]) => new Promise(done => {
-    const row = document.querySelector(`[data-testid="session-row"][data-session="${sid}"]`);
-    const tail = `[data-testid="transcript"][data-session="${sid}"] [data-seq="${last}"]`;
-    const t0 = performance.now();
-    const seen = () => {
-        if (document.querySelector(tail) === null) return false;
-        observer.disconnect();
-        done(performance.now() - t0);
-        return true;
-    };
-    const observer = new MutationObserver(seen);
-    observer.observe(document.body, {childList: true, subtree: true, attributes: true});
-    row.click();
-    seen();
-})"""
 
 
 @dataclass(frozen=True)
@@ -140,81 +73,13 @@ class Sizes:
         return cls(latency_seconds=8.0, sessions=500, stream_seconds=5.0, million=1_000_000)
 
 
-# --------------------------------------------------------------------------- the UI process
-
-
-@contextlib.contextmanager
-def ui_process(daemon: AgentplexDaemon) -> Iterator[str]:
-    """``agentplex ui --port 0 --json`` for ``daemon``; yields the URL carrying the token."""
-    env = dict(
-        os.environ,
-        AGENTPLEX_RUNTIME_DIR=str(daemon.runtime_dir),
-        AGENTPLEX_STATE_DIR=str(daemon.state_dir),
-    )
-    process = subprocess.Popen(
-        [PYTHON, "-m", "agentplex.cli.main", "ui", "--port", "0", "--json"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=open(daemon.base / "ui.log", "wb"),  # noqa: SIM115 (the child owns it)
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"agentplex ui said nothing: {(daemon.base / 'ui.log').read_text()}")
-        yield str(json.loads(line)["url"])
-    finally:
-        stop_process_tree(process)
-
-
-@contextlib.contextmanager
-def chromium() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        pw.selectors.set_test_id_attribute("data-testid")
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def open_page(browser: Any, url: str, init_script: str | None = None) -> Any:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(WAIT_MS)
-    page = context.new_page()
-    if init_script:
-        page.add_init_script(init_script)
-    page.goto(url)
-    page.wait_for_selector('[data-testid="connection"][data-state="live"]')
-    return page
-
-
-def start_many(control: Control, argvs: list[list[str]], cwd: Path) -> list[str]:
-    replies = control.call_many([start_exec(argv, cwd) for argv in argvs], timeout=300)
-    ids = []
-    for reply in replies:
-        assert isinstance(reply, p.Started), reply
-        ids.append(reply.session.id)
-    return ids
-
-
-def end_all(control: Control, ids: list[str]) -> None:
-    control.call_many([p.Terminate(session=sid, grace=1.0) for sid in ids], timeout=300)
-
-
-# --------------------------------------------------------------------------- (a) latency
-
-
 def latency_run(
     browser: Any, url: str, control: Control, base: Path, sizes: Sizes
 ) -> dict[str, Any]:
     rate = 1000.0 / 10
     argv = [PYTHON, "-c", STAMPER, str(rate), str(sizes.latency_seconds)]
     ids = start_many(control, [argv] * 10, base)
-    page = open_page(browser, url)
+    page = open_page(browser, url, watch=SocketClock)
     try:
         page.locator(f'[data-testid="session-row"][data-session="{ids[0]}"]').click()
         view = page.locator(f'[data-testid="transcript"][data-session="{ids[0]}"]')
@@ -223,14 +88,23 @@ def latency_run(
         control.call_many([p.Send(message="go", session=sid) for sid in ids])
         expected = int(rate * sizes.latency_seconds)
         page.wait_for_function(f"() => window.__lines.length >= {expected}", timeout=WAIT_MS)
-        ms = list(page.evaluate("window.__lines"))
+        seen = [(str(line), float(at)) for line, at in page.evaluate("window.__lines")]
+        arrived = page.watch.arrived
     finally:
         page.context.close()
         end_all(control, ids)
+    printed = {line: float(line.split()[0]) * 1000 for line, _ in seen}
+    ms = [at - printed[line] for line, at in seen]
+    page_ms = [at - arrived[line] for line, at in seen if line in arrived]
+    socket_ms = [arrived[line] - printed[line] for line, _ in seen if line in arrived]
     return {
         "p50": percentile(ms, 0.5),
         "p99": percentile(ms, 0.99),
         "max": max(ms),
+        "socket_p50": percentile(socket_ms, 0.5),
+        "socket_p99": percentile(socket_ms, 0.99),
+        "page_p50": percentile(page_ms, 0.5),
+        "page_p99": percentile(page_ms, 0.99),
         "lines": len(ms),
     }
 
@@ -279,6 +153,8 @@ def tail_run(browser: Any, url: str, control: Control, sid: str) -> dict[str, An
     assert isinstance(info, p.Described)
     page = open_page(browser, url)
     try:
+        # after the 500 sessions it is far down a list that renders only the rows in view
+        page.get_by_test_id("filter").fill(sid)
         page.locator(f'[data-testid="session-row"][data-session="{sid}"]').wait_for()
         ms = page.evaluate(OPEN_TAIL, [sid, info.session.chunks])
     finally:
@@ -289,13 +165,36 @@ def tail_run(browser: Any, url: str, control: Control, sid: str) -> dict[str, An
 # --------------------------------------------------------------------------- the report
 
 
-def measure(options: Options) -> Report:
-    sizes = Sizes.of(options)
-    report = Report(
-        f"Web dashboard in Chromium ({runs_text(options)})",
-        ["measure", "target ms"],
-        [Measure("ms", "ms", fixed(1))],
-    )
+PARTS = ("latency", "many", "tail")
+
+
+def rows_of(sizes: Sizes, parts: tuple[str, ...]) -> list[tuple[str, str, float | None]]:
+    """(label, key, target ms) of each row the chosen parts measure."""
+    rows: dict[str, list[tuple[str, str, float | None]]] = {
+        "latency": [
+            ("chunk → DOM p50, 10 sessions at 1,000 chunks/s", "p50", None),
+            ("chunk → DOM p99", "p99", 50.0),
+            ("chunk → DOM max", "max", None),
+            ("  of which printed → browser's socket p50", "socket_p50", None),
+            ("  of which printed → browser's socket p99", "socket_p99", None),
+            ("  of which the page's own (socket → DOM) p50", "page_p50", None),
+            ("  of which the page's own (socket → DOM) p99", "page_p99", None),
+        ],
+        "many": [
+            (f"{sizes.sessions} sessions: navigation → every row in view", "render_ms", 1000.0),
+            ("longest task while loading them", "load_task_ms", 100.0),
+            ("longest task while they stream", "stream_task_ms", 100.0),
+        ],
+        "tail": [
+            (f"open a {sizes.million:,}-chunk session: click → tail", "tail_ms", 500.0),
+        ],
+    }
+    return [row for part in parts for row in rows[part]]
+
+
+def measure_runs(
+    options: Options, sizes: Sizes, parts: tuple[str, ...]
+) -> dict[str, list[dict[str, Any]]]:
     runs: dict[str, list[dict[str, Any]]] = {}
     with (
         workdir() as base,
@@ -305,35 +204,49 @@ def measure(options: Options) -> Report:
         chromium() as browser,
     ):
         control = Control(ctx, daemon.control_endpoint)
-        log(f"ui: writing a session of {sizes.million:,} chunks")
-        long_sid = write_million(control, base, sizes.million)
+        long_sid = ""
+        if "tail" in parts:
+            log(f"ui: writing a session of {sizes.million:,} chunks")
+            long_sid = write_million(control, base, sizes.million)
         for i in range(options.runs):
-            log(f"ui run {i + 1}/{options.runs}: latency, {sizes.sessions} sessions, the tail")
-            for key, value in {
-                **latency_run(browser, url, control, base, sizes),
-                **many_run(browser, url, control, base, sizes),
-                **tail_run(browser, url, control, long_sid),
-            }.items():
+            log(f"ui run {i + 1}/{options.runs}: {', '.join(parts)}")
+            got: dict[str, Any] = {}
+            if "latency" in parts:
+                got.update(latency_run(browser, url, control, base, sizes))
+            if "many" in parts:
+                got.update(many_run(browser, url, control, base, sizes))
+            if "tail" in parts:
+                got.update(tail_run(browser, url, control, long_sid))
+            for key, value in got.items():
                 runs.setdefault(key, []).append({"ms": value})
         control.close()
-    rows = [
-        ("chunk → DOM p50, 10 sessions at 1,000 chunks/s", "p50", None),
-        ("chunk → DOM p99", "p99", 50.0),
-        ("chunk → DOM max", "max", None),
-        (f"{sizes.sessions} sessions: navigation → every row", "render_ms", 1000.0),
-        ("longest task while loading them", "load_task_ms", 100.0),
-        ("longest task while they stream", "stream_task_ms", 100.0),
-        (f"open a {sizes.million:,}-chunk session: click → tail", "tail_ms", 500.0),
-    ]
+    return runs
+
+
+def measure(options: Options, parts: tuple[str, ...] = PARTS) -> Report:
+    sizes = Sizes.of(options)
+    report = Report(
+        f"Web dashboard in Chromium ({runs_text(options)})",
+        ["measure", "target ms"],
+        [Measure("ms", "ms", fixed(1))],
+    )
+    runs = measure_runs(options, sizes, parts)
+    rows = rows_of(sizes, parts)
     for label, key, target in rows:
         bound = "–" if target is None else f"{'≤' if key == 'p99' else '<'} {target:.0f}"
         report.add([label, bound], runs[key])
     report.notes.extend(verdicts(runs, rows))
-    lines = sum(r["ms"] for r in runs["lines"])
-    report.notes.append(
-        f"Latency samples: {lines:.0f} lines of the open session in all. A longest task of 0 "
-        "means none over 50 ms (the longtask API reports only those)."
-    )
+    if "latency" in parts:
+        lines = sum(r["ms"] for r in runs["lines"])
+        report.notes.append(
+            f"Latency samples: {lines:.0f} lines of the open session in all; the socket's "
+            "share is when Chromium's network stack received the frame (DevTools protocol)."
+        )
+    if "many" in parts:
+        report.notes.append(
+            "A longest task of 0 means none over 50 ms (the longtask API reports only those). "
+            "A long list renders only the rows in view (ui/static/windowed.js)."
+        )
     return report
 
 
@@ -352,5 +265,24 @@ def verdicts(
     return out
 
 
+def only(argv: list[str]) -> tuple[tuple[str, ...], list[str]]:
+    """``--only latency,many,tail`` (this benchmark's own option) and the other arguments."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--only", default=",".join(PARTS))
+    args, rest = parser.parse_known_args(argv)
+    parts = tuple(part for part in PARTS if part in args.only.split(","))
+    unknown = set(args.only.split(",")) - set(PARTS)
+    if unknown or not parts:
+        parser.error(f"--only takes some of {','.join(PARTS)}, not {args.only!r}")
+    return parts, rest
+
+
 if __name__ == "__main__":
-    sys.exit(main("Web dashboard benchmark (Chromium)", measure))
+    chosen, argv = only(sys.argv[1:])
+    sys.exit(
+        main(
+            "Web dashboard benchmark (Chromium); --only latency,many,tail runs only those",
+            lambda options: measure(options, chosen),
+            argv,
+        )
+    )

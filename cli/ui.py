@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from agentplex.protocol.errors import ExtraMissing
-from agentplex.protocol.paths import default_runtime_dir
+from agentplex.protocol.paths import default_runtime_dir, default_state_dir
 
 DEFAULT_PORT = 8765
 EXTRA_PACKAGES = frozenset({"starlette", "uvicorn", "websockets"})
@@ -24,11 +24,15 @@ Host is not 127.0.0.1/localhost (DNS rebinding) and WebSockets from another orig
 no daemon running the page still serves, shows the daemon down, and connects when one
 starts.
 
+The token is kept in $AGENTPLEX_STATE_DIR/ui/token (mode 0600), so a restarted dashboard
+keeps open pages logged in; --new-token replaces it and logs every page out.
+
 needs the ui extra:  pip install 'agentplex[ui]'
 
 examples:
   agentplex ui --open                         # serve on 127.0.0.1:8765, open a browser
   agentplex ui --port 0 --json                # any free port; the URL as JSON, for scripts
+  agentplex ui --new-token                    # a new token: pages opened before log out
 """
 
 
@@ -45,6 +49,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     u.add_argument("--open", action="store_true", help="open the URL in the web browser")
     u.add_argument("--json", action="store_true", help='print {"url", "port", "pid"} as JSON')
+    u.add_argument(
+        "--new-token",
+        action="store_true",
+        help="replace the kept token (every page opened with the old one must log in again)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     return server.run(
         port=args.port,
         runtime_dir=Path(default_runtime_dir()),
+        state_dir=Path(default_state_dir()),
+        rotate_token=args.new_token,
         open_browser=args.open,
         as_json=args.json,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import collections
 import contextlib
 import enum
 import itertools
@@ -25,6 +24,7 @@ from agentplex import protocol as p
 from agentplex.client.follow import follow
 from agentplex.client.panels import PanelMethods
 from agentplex.client.runtime_dir import check_daemon_running as check_daemon_running
+from agentplex.client.subscription import Subscription
 from agentplex.protocol.errors import (
     AgentplexError,
     BadReply,
@@ -299,52 +299,6 @@ class AsyncClient(PanelMethods):
                             return early
                         if not isinstance(event, p.SyncMark):
                             early.append(event)
-
-
-class Subscription:
-    """An async iterator over the events of one subscription.
-
-    With ``expand_batches`` (the default) an ``agent.chunks`` batch is handed out as the
-    single chunks it stands for; without, as it came.
-    """
-
-    def __init__(
-        self,
-        sub: zmq.asyncio.Socket,
-        early: list[p.Event],
-        sync_topic: bytes,
-        *,
-        expand_batches: bool = True,
-    ) -> None:
-        self._sub = sub
-        self._ready: collections.deque[p.Event] = collections.deque()
-        self._sync_topic = sync_topic
-        self._expand = expand_batches
-        for event in early:
-            self._queue(event)
-
-    def _queue(self, event: p.Event) -> None:
-        if self._expand and isinstance(event, p.ChunkBatch):
-            self._ready.extend(event.chunks())
-        else:
-            self._ready.append(event)
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> p.Event:
-        """The next event (waits as long as it takes)."""
-        while not self._ready:
-            topic, payload = await self._sub.recv_multipart()
-            if topic != self._sync_topic:
-                self._queue(p.event_decoder.decode(payload))
-        return self._ready.popleft()
-
-    async def receive(self, timeout: float) -> p.Event | None:
-        """The next event, or None if none arrives within ``timeout`` seconds."""
-        with anyio.move_on_after(timeout):
-            return await self.__anext__()
-        return None
 
 
 def encode_request(request: p.Request) -> bytes:

@@ -4,7 +4,8 @@ Run as ``python -m agentplex.plugins.demo_agent -p PROMPT [--resume ID] ...``, o
 ``-p`` last and no prompt to read the prompt from stdin (as ``claude -p`` does); other
 Claude-like flags are accepted and ignored. It remembers each conversation in
 ``$AGENTPLEX_DEMO_HOME/<session-id>.json`` and types its reply word by word, about 1.5 s
-in all (``AGENTPLEX_DEMO_DELAY`` sets the seconds per word). Words in the prompt steer it:
+in all (``AGENTPLEX_DEMO_DELAY`` sets the seconds per word; at 0 it streams a line per
+delta, :mod:`agentplex.plugins.demo_stream` writing the lines). Words in the prompt steer it:
 ``SLOW`` types 200 words (at least 0.02 s each, so there is time to interrupt), ``CRASH``
 dies mid-stream with exit 3 and no result, ``FAIL`` reports an API error with exit 1,
 ``BACKGROUND`` starts a detached ``sleep`` and leaves it running, the way agents' shell
@@ -36,18 +37,24 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from agentplex.plugins import demo_panel
+from agentplex.plugins.demo_stream import (
+    INIT,
+    Crashed,
+    Turn,
+    fail,
+    finish,
+    interrupted,
+    result,
+    type_reply,
+)
 
-MODEL = "demo-1"
 TYPING_SECONDS = 1.5
 SLOW_WORDS = 200
 SLOW_MIN_DELAY = 0.02
-CRASH_AFTER_WORDS = 2
 QUOTE_LIMIT = 1000
 """Characters of a prompt the reply repeats; a longer one is told by its size and digest."""
-INTERRUPTED = "[Request interrupted by user]"
 PERSONA_VARIABLE = "AGENTPLEX_DEMO_PERSONA"
 RECORD_VARIABLE = "AGENTPLEX_DEMO_RECORD"
 SESSION_VARIABLE = "AGENTPLEX_SESSION_ID"
@@ -60,55 +67,6 @@ FILLER = (
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
 EXIT_AFTER_RESULT = "EXIT1"
 """In a persona's instructions: each turn gives its reply and result, then exits 1."""
-INIT: dict[str, Any] = {
-    "type": "system",
-    "subtype": "init",
-    "tools": [],
-    "mcp_servers": [],
-    "model": MODEL,
-    "permissionMode": "default",
-    "apiKeySource": "none",
-    "output_style": "default",
-}
-"""The line that opens each turn (with its ``cwd``), as Claude's does."""
-
-
-class Crashed(Exception):
-    """Raised while typing when the prompt asked the agent to crash."""
-
-
-class Turn:
-    """Writes the stream-json lines of one turn, each flushed as it is written."""
-
-    def __init__(self, partial: bool) -> None:
-        self.partial = partial
-        self.session_id = ""
-        self.number = 0
-        self.input_tokens = 0
-        self.msg_id = f"msg_demo_{uuid.uuid4().hex[:24]}"
-        self.started = time.monotonic()
-        self.interrupted = False
-        """Set by the SIGINT handler; the typing loop acts on it between words."""
-
-    def on_sigint(self, signum: int, frame: object) -> None:
-        self.interrupted = True
-
-    def line(self, obj: dict[str, Any]) -> None:
-        obj = {**obj, "session_id": self.session_id, "uuid": str(uuid.uuid4())}
-        sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
-
-    def event(self, event: dict[str, Any]) -> None:
-        if self.partial:
-            self.line({"type": "stream_event", "event": event, "parent_tool_use_id": None})
-
-    def usage(self, output_tokens: int) -> dict[str, int]:
-        return {
-            "input_tokens": self.input_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "output_tokens": output_tokens,
-        }
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -139,16 +97,6 @@ def _attach_prompt(argv: list[str]) -> list[str]:
         else:
             out.append(arg)
     return out
-
-
-def turn_cost() -> float:
-    """What a turn reports it cost: ``AGENTPLEX_DEMO_COST`` dollars (default 0), so a test
-    can run a cost budget with no model."""
-    try:
-        cost = float(os.environ.get("AGENTPLEX_DEMO_COST", "0"))
-    except ValueError:
-        return 0.0
-    return cost if cost >= 0 and cost == cost and cost != float("inf") else 0.0
 
 
 def demo_home() -> Path:
@@ -241,104 +189,6 @@ def word_delay(prompt: str, words: int) -> float:
     except (KeyError, ValueError):
         delay = TYPING_SECONDS / max(words, 1)
     return max(delay, SLOW_MIN_DELAY) if "SLOW" in prompt else max(delay, 0.0)
-
-
-def type_reply(turn: Turn, words: list[str], delay: float, crash: bool) -> list[str]:
-    """Stream the words as text deltas, stopping early on SIGINT; the words typed."""
-    start: dict[str, Any] = {
-        "id": turn.msg_id,
-        "type": "message",
-        "role": "assistant",
-        "model": MODEL,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": turn.usage(1),
-    }
-    turn.event({"type": "message_start", "message": start})
-    turn.event(
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
-    )
-    typed: list[str] = []
-    for word in words:
-        if turn.interrupted:
-            break
-        if crash and len(typed) == CRASH_AFTER_WORDS:
-            raise Crashed
-        turn.event(
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": f" {word}" if typed else word},
-            }
-        )
-        typed.append(word)
-        time.sleep(delay)
-    return typed
-
-
-def assistant(turn: Turn, text: str, model: str = MODEL) -> None:
-    message = {
-        "id": turn.msg_id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": turn.usage(1),
-    }
-    turn.line({"type": "assistant", "message": message, "parent_tool_use_id": None})
-
-
-def result(turn: Turn, text: str, **fields: Any) -> None:
-    turn.line(
-        {
-            "type": "result",
-            "subtype": "success",
-            "is_error": False,
-            "duration_ms": int((time.monotonic() - turn.started) * 1000),
-            "num_turns": turn.number,
-            "result": text,
-            "total_cost_usd": turn_cost(),
-            "usage": turn.usage(len(text.split())),
-            **fields,
-        }
-    )
-
-
-def finish(turn: Turn, text: str) -> None:
-    turn.event({"type": "content_block_stop", "index": 0})
-    assistant(turn, text)
-    turn.event(
-        {
-            "type": "message_delta",
-            "usage": {"output_tokens": len(text.split())},
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-        }
-    )
-    turn.event({"type": "message_stop"})
-    result(turn, text)
-
-
-def interrupted(turn: Turn, text: str) -> None:
-    if text:
-        assistant(turn, text)
-    content = [{"type": "text", "text": INTERRUPTED}]
-    turn.line(
-        {
-            "type": "user",
-            "message": {"role": "user", "content": content},
-            "parent_tool_use_id": None,
-        }
-    )
-    result(turn, "", subtype="error_during_execution", is_error=True, errors=[INTERRUPTED])
-
-
-def fail(turn: Turn) -> None:
-    text = 'API Error: 500 {"type":"error","error":{"type":"api_error","message":"FAIL"}}'
-    assistant(turn, text, model="<synthetic>")
-    result(turn, text, is_error=True, api_error_status=500)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,8 @@ import signal
 import sys
 from typing import Any
 
-from agentplex.plugins.demo_agent import Turn, speak
+from agentplex.plugins.demo_agent import speak
+from agentplex.plugins.demo_stream import Turn
 
 CRASHED = 3
 """The exit code of a turn that crashed on purpose: it ends the process too."""

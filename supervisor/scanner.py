@@ -13,7 +13,8 @@ A session's processes are found two ways (``[daemon] process_tracking``):
 Both are combined in ``cgroup`` mode (a process forked in the instant before its leader was
 moved into the cgroup is still found by the tree). Reading the process table costs a read of
 ``/proc/<pid>/stat`` per descendant, so terminates that need a scan at the same moment share
-one (shutting down 100 sessions reads /proc a few times, not 100).
+one (shutting down 100 sessions reads /proc a few times, not 100), read in a worker
+thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Literal
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import structlog
 
 from agentplex.supervisor.cgroups import CgroupTree, CgroupUnavailable, SessionCgroup
@@ -74,11 +76,14 @@ class ProcessScan:
     read_at: float = 0.0
     _markers: dict[int, str | None] = field(default_factory=dict)
 
-    def read(self) -> None:
-        self.read_at = time.monotonic()
-        table = process_table()
-        self.stats = {pid: table[pid] for pid in descendants(os.getpid(), table)}
-        self.done.set()
+    async def read(self) -> None:
+        """Read the table in a worker thread (a read of /proc/<pid>/stat per process on the
+        machine: milliseconds that the loop's every session would wait out), then tell
+        whoever joined."""
+        try:
+            self.read_at, self.stats = await anyio.to_thread.run_sync(_read_descendants)
+        finally:
+            self.done.set()  # a failed read leaves the scan empty; its joiners go on
 
     def session_processes(
         self, session_id: str, pgid: int | None, other_groups: Container[int] = ()
@@ -292,9 +297,17 @@ class ProcessScanner:
         try:
             await anyio.lowlevel.checkpoint()  # whoever needs a scan in this loop pass joins
         finally:
-            self._forming = None
-            scan.read()
+            self._forming = None  # a request from now on needs a read begun after it
+            with anyio.CancelScope(shield=True):  # its joiners wait for it, cancelled or not
+                await scan.read()
         return scan
+
+
+def _read_descendants() -> tuple[float, dict[int, ProcessStat]]:
+    """In a worker thread: when, and the daemon's live descendants."""
+    read_at = time.monotonic()
+    table = process_table()
+    return read_at, {pid: table[pid] for pid in descendants(os.getpid(), table)}
 
 
 def _join(tree: CgroupTree, cgroup: SessionCgroup, pid: int) -> None:

@@ -4,7 +4,8 @@
         page.goto(ui.url)            # the token URL: sets the cookie, redirects to /
         ...                          # ui.base, ui.port, ui.token
 
-It starts ``agentplex ui --port P --json`` aimed at a daemon's runtime and state dirs,
+It starts ``agentplex ui --port P --json`` aimed at a daemon's runtime and state dirs (the
+token it prints is the one kept in the state dir: a restart on it prints the same),
 waits for the JSON line the command prints once it listens, and stops it with SIGTERM,
 asserting that it exited 0.
 """
@@ -54,13 +55,15 @@ class UiProcess:
         return code
 
 
-def start_ui(daemon: DaemonProcess | Mapping[str, str], *, port: int = 0) -> UiProcess:
+def start_ui(daemon: DaemonProcess | Mapping[str, str], *args: str, port: int = 0) -> UiProcess:
     """Start ``agentplex ui`` for ``daemon`` (or an environment naming its dirs) on ``port``
-    (0: a free one; a port it had before: the page's origin stays the same) and return
-    once it listens. Stop it with :meth:`UiProcess.stop`."""
+    (0: a free one; a port it had before: the page's origin stays the same), with ``args``
+    (such as ``--new-token``), and return once it listens. Stop it with
+    :meth:`UiProcess.stop`."""
     env = daemon.env if isinstance(daemon, DaemonProcess) else dict(daemon)
+    command = ["ui", "--port", str(port), "--json", *args]
     process = subprocess.Popen(
-        [sys.executable, "-m", "agentplex.cli.main", "ui", "--port", str(port), "--json"],
+        [sys.executable, "-m", "agentplex.cli.main", *command],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -81,9 +84,11 @@ def start_ui(daemon: DaemonProcess | Mapping[str, str], *, port: int = 0) -> UiP
 
 
 @contextmanager
-def running_ui(daemon: DaemonProcess | Mapping[str, str], *, port: int = 0) -> Iterator[UiProcess]:
+def running_ui(
+    daemon: DaemonProcess | Mapping[str, str], *args: str, port: int = 0
+) -> Iterator[UiProcess]:
     """:func:`start_ui`, stopped (and its exit 0 asserted) on the way out."""
-    ui = start_ui(daemon, port=port)
+    ui = start_ui(daemon, *args, port=port)
     try:
         yield ui
     finally:

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 import anyio
+import msgspec
 from anyio.abc import TaskStatus
 
 from agentplex import protocol as p
-from agentplex.client import AsyncClient
+from agentplex.client import AsyncClient, Subscription
 from agentplex.client.runtime_dir import check_daemon_running
 from agentplex.protocol.errors import (
     DaemonNotRunning,
@@ -50,6 +51,7 @@ REQUEST_TIMEOUT: Final = 10.0
 """Default seconds a page's request may take (``terminate`` gets its grace on top)."""
 
 _ANY_REPLY: Final = cast(Any, p.Reply)  # the union of every reply: the page takes any
+HEARTBEAT_TOPIC: Final = p.topic_of(p.Heartbeat(pid=0, ts=0.0, sessions=0))
 
 log = logging.getLogger("agentplex.ui")
 
@@ -159,14 +161,20 @@ class DaemonLink:
                 async with anyio.create_task_group() as tg:
                     lost = tg.cancel_scope.cancel
                     tg.start_soon(self._watch, client, lost)
-                    async for event in events:
-                        self._last_heard = anyio.current_time()
-                        if isinstance(event, p.Heartbeat) and event.pid != pid:
-                            break  # restarted between two lock checks: resubscribe
-                        self._broadcast(page_protocol.event_frame(event))
+                    await self._relay(events, pid)
                     lost()
         except (RequestTimeout, DaemonNotRunning, TimeoutError):
             return  # it went away while we were connecting: the caller waits for it again
+
+    async def _relay(self, events: Subscription, pid: int) -> None:
+        """Forward events as they came, undecoded (only the heartbeat is read, for its pid),
+        until one says that another daemon now publishes."""
+        while True:
+            topic, payload = await events.next_raw()
+            self._last_heard = anyio.current_time()
+            if topic == HEARTBEAT_TOPIC and _heartbeat_pid(payload) not in (pid, None):
+                return  # restarted between two lock checks: resubscribe
+            self._broadcast(page_protocol.event_frame(topic, payload))
 
     async def _watch(self, client: AsyncClient, lost: Callable[[], None]) -> None:
         """Call ``lost`` once the daemon has released its lock, or stays silent and does
@@ -180,3 +188,13 @@ class DaemonLink:
                     break
                 self._last_heard = anyio.current_time()
         lost()
+
+
+def _heartbeat_pid(payload: bytes) -> int | None:
+    """The pid a heartbeat names (None if it does not decode as one: not a reason to
+    resubscribe)."""
+    try:
+        event = p.event_decoder.decode(payload)
+    except msgspec.DecodeError:
+        return None
+    return event.pid if isinstance(event, p.Heartbeat) else None

@@ -3,7 +3,8 @@
 Page to server: ``request`` (a wire request, as the README's wire section documents it).
 Server to page: ``hello`` first, ``daemon`` (whether the daemon is reachable), ``event``
 (every event the daemon publishes, as it publishes it) and ``reply`` (to one request).
-Each frame is encoded once; an event frame embeds the wire event's own JSON.
+Each frame is encoded once; an event frame embeds the wire event's JSON as the daemon
+published it.
 """
 
 from __future__ import annotations
@@ -98,10 +99,12 @@ def daemon_state(up: bool) -> str:
     return _encode(DaemonState(up=up)).decode()
 
 
-def event_frame(event: p.Event) -> str:
-    """The frame for one event, its topic as the daemon publishes it."""
-    topic = p.topic_of(event).decode()
-    return _encode(EventFrame(topic=topic, event=msgspec.Raw(p.encode(event)))).decode()
+def event_frame(topic: bytes, event: bytes) -> str:
+    """The frame for one event as the daemon published it (topic, JSON), its JSON embedded
+    as it came: the bridge relays every event, so it neither decodes nor re-encodes them
+    (the same bytes as :class:`EventFrame` would encode to)."""
+    frame = b'{"op":"event","topic":' + _encode(topic.decode("ascii", "replace"))
+    return (frame + b',"event":' + event + b"}").decode("utf-8", "replace")
 
 
 def reply_frame(page_id: int, reply: p.Reply) -> str:

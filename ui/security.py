@@ -82,7 +82,8 @@ class Guard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)  # lifespan
             return
-        send = _with_headers(send)
+        if scope["type"] == "http":  # not per WebSocket frame: a refused upgrade is 403 bare
+            send = _with_headers(send)
         refusal = self._refusal(scope)
         if refusal is not None:
             if scope["type"] == "websocket":

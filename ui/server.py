@@ -31,7 +31,8 @@ from agentplex.protocol.errors import DaemonNotRunning, InvalidArgument, PortUna
 from agentplex.protocol.paths import RuntimePaths
 from agentplex.ui.app import create_app
 from agentplex.ui.link import DaemonLink
-from agentplex.ui.security import TOKEN_PARAM, Access, new_token
+from agentplex.ui.security import TOKEN_PARAM, Access
+from agentplex.ui.token_file import load_token
 
 HOST: Final = "127.0.0.1"
 GRACEFUL_SHUTDOWN: Final = 5
@@ -63,14 +64,24 @@ class DashboardServer(uvicorn.Server):
             self._announce.set()
 
 
-def run(*, port: int, runtime_dir: Path, open_browser: bool = False, as_json: bool = False) -> int:
-    """Serve the dashboard until SIGINT or SIGTERM; returns the exit code (0)."""
+def run(
+    *,
+    port: int,
+    runtime_dir: Path,
+    state_dir: Path,
+    rotate_token: bool = False,
+    open_browser: bool = False,
+    as_json: bool = False,
+) -> int:
+    """Serve the dashboard until SIGINT or SIGTERM; returns the exit code (0). The token is
+    the one kept in ``state_dir`` (a new one with ``rotate_token``)."""
     # A broken runtime dir: say so now. No daemon: the page serves and shows it down, and
     # the link keeps looking for one.
     with contextlib.suppress(DaemonNotRunning):
         check_daemon_running(RuntimePaths(runtime_dir))
+    token = load_token(state_dir, rotate=rotate_token)
     sock = bind(port)
-    access = Access(new_token(), sock.getsockname()[1])
+    access = Access(token, sock.getsockname()[1])
     link = DaemonLink(runtime_dir)
     announced = anyio.Event()
     config = uvicorn.Config(

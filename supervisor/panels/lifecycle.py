@@ -27,7 +27,13 @@ from agentplex.protocol.panels import (
 from agentplex.supervisor.manager import SessionManager
 from agentplex.supervisor.panels import analytics, insights
 from agentplex.supervisor.panels._info import panel_info
-from agentplex.supervisor.panels.store import FINAL_ANALYTICS, LoadedPanel, PanelStore
+from agentplex.supervisor.panels.metadata_writer import MetadataWriter
+from agentplex.supervisor.panels.store import (
+    FINAL_ANALYTICS,
+    LoadedPanel,
+    PanelStore,
+    PendingTurn,
+)
 
 if TYPE_CHECKING:
     from agentplex.supervisor.panels.orchestrator import Orchestrator
@@ -55,6 +61,10 @@ class PanelLifecycle:
         self.participants = loaded.participants
         self.decisions = loaded.decisions
         self._store, self._manager, self._publish = store, manager, publish
+        self._metadata = MetadataWriter(
+            loaded.metadata, store.save_metadata, store.save_metadata_off_loop
+        )
+        """Runs in the panel's task group (:meth:`Orchestrator.run`): writes behind the loop."""
         self._resumed = anyio.Event()
         if self.metadata.status is not PanelStatus.PAUSED:
             self._resumed.set()
@@ -113,6 +123,11 @@ class PanelLifecycle:
     def archive(self) -> None:
         self._set_status(PanelStatus.ARCHIVED)
 
+    async def saved(self) -> None:
+        """Until the metadata file holds every change saved so far (a pause acknowledged
+        must survive a crash the instant after)."""
+        await self._metadata.wait_written()
+
     def _require_live(self) -> None:
         if self.metadata.status.ended:
             raise PanelFinished(f"panel {self.id} has ended ({self.metadata.status})")
@@ -131,9 +146,10 @@ class PanelLifecycle:
             ended_at=time.time(),
         )
         grace = self._manager.context.config.terminate_grace
-        for record in self.participants.values():
-            if record.session_id is not None:
-                await self._end_session(record.session_id, grace)
+        async with anyio.create_task_group() as tg:  # at once: their /proc scans are shared
+            for record in self.participants.values():
+                if record.session_id is not None:
+                    tg.start_soon(self._end_session, record.session_id, grace)
         self._write_analytics()
         info = self.info()
         self._publish(PanelEnded(panel_id=self.id, panel=info, stop_reason=reason))
@@ -159,19 +175,27 @@ class PanelLifecycle:
 
     def _save(self, **changes: object) -> None:
         self.metadata = msgspec.structs.replace(self.metadata, **changes)
-        self._store.save_metadata(self.metadata)
+        self._metadata.save(self.metadata)
+
+    def _note(self, **changes: object) -> None:
+        """Change the metadata, written with the next :meth:`_save` (metadata_writer.py)."""
+        self.metadata = msgspec.structs.replace(self.metadata, **changes)
+        self._metadata.note(self.metadata)
 
 
 def recover_cut_turns(panel: Orchestrator) -> None:
     """Turns handed out before a crash and never answered (``PanelMetadata.pending``, the
     sequential one; ``in_flight``, each of a parallel round's): recorded as interrupted, so
-    the log says it happened (once, however many restarts), then asked again by the loop."""
+    the log says it happened (once, however many restarts), then asked again by the loop.
+    A turn the log holds a message of was answered (or recorded cut) before a crash that
+    came before the metadata's update (a reply's is written with the next turn's), and
+    the turn count is the log's when the metadata lags it."""
     pending = panel.metadata.pending
     cut = [*([pending] if pending is not None else []), *panel.metadata.in_flight]
-    recorded = {(m.participant, m.turn, m.round) for m in panel.messages if m.interrupted}
+    recorded = {(m.participant, m.turn, m.round) for m in panel.messages}
     for turn in cut:
-        if (turn.participant, turn.turn, turn.round) in recorded:
-            continue  # recorded before a crash that came before the metadata's update
+        if _answered(turn, recorded):
+            continue
         message = panel._message(
             turn.participant,
             "(reply interrupted by a daemon restart; asked again)",
@@ -181,7 +205,13 @@ def recover_cut_turns(panel: Orchestrator) -> None:
         )
         panel._append(message)
         log.info("panel_turn_reasked", panel_id=panel.id, participant=turn.participant)
-    if cut:
-        panel._save(pending=None, in_flight=[])
-    if pending is not None and panel._plan.rules.speaker_policy is SpeakerPolicy.MANUAL:
+    said = max((m.turn for m in panel.messages if not m.interrupted), default=0)
+    if cut or said > panel.metadata.turn:
+        panel._save(pending=None, in_flight=[], turn=max(said, panel.metadata.turn))
+    manual = panel._plan.rules.speaker_policy is SpeakerPolicy.MANUAL
+    if manual and pending is not None and not _answered(pending, recorded):
         panel._manual_pick = pending.participant  # the pick held until it was answered
+
+
+def _answered(turn: PendingTurn, recorded: set[tuple[str, int, int]]) -> bool:
+    return (turn.participant, turn.turn, turn.round) in recorded

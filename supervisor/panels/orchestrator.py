@@ -108,6 +108,7 @@ class Orchestrator(PanelLifecycle):
                 started = self.metadata.created_at
                 tg.start_soon(clock.stop_on_time, self._condition, progress, started, self._stop)
                 tg.start_soon(self._exits.run)
+                tg.start_soon(self._metadata.run)
                 await self._warm_up()
                 reason = await self._loop()
                 await self._exits.settle_all()  # a last reply's process may yet fail
@@ -172,6 +173,7 @@ class Orchestrator(PanelLifecycle):
             for n, (member, _) in enumerate(handed, start=1)
         ]
         self._save(in_flight=out)  # each one a crash cuts is recorded interrupted on restart
+        await self._metadata.wait_written()  # on disk before any prompt goes out
         async with anyio.create_task_group() as tg:
             for offset, (member, prompt) in enumerate(handed, start=1):
                 tg.start_soon(self._turn, member, prompt, base + offset)
@@ -225,7 +227,8 @@ class Orchestrator(PanelLifecycle):
         rnd = self.metadata.round
         if sequential:  # a parallel round's owed turns are read off the log instead
             pending = PendingTurn(participant=member.name, turn=turn, round=rnd, ts=time.time())
-            self._save(pending=pending)
+            self._save(pending=pending)  # with the last reply's changes: one write per turn
+            await self._metadata.wait_written()  # on disk before the prompt goes out
         self._publish(
             PanelTurnStarted(
                 panel_id=self.id, participant=member.name, turn=turn, round=rnd, ts=time.time()
@@ -299,7 +302,8 @@ class Orchestrator(PanelLifecycle):
         )
         self._append(message)
         out = [t for t in self.metadata.in_flight if t.participant != member.name]
-        self._save(turn=max(turn, self.metadata.turn), pending=None, in_flight=out)
+        # Written with the next save: the message in the log says the turn was answered.
+        self._note(turn=max(turn, self.metadata.turn), pending=None, in_flight=out)
         self._capture(message)
         self._votes.note(message)
 

@@ -191,6 +191,7 @@ class PanelService:
                         "archiving ('agentplex panel end ID')"
                     )
                 panel.archive()
+        await panel.saved()
         return panel.info()
 
     async def decide(

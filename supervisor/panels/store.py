@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+import anyio.to_thread
 import msgspec
 import structlog
 
@@ -119,17 +120,29 @@ def write_atomic(path: Path, data: bytes, flusher: Flusher | None = None) -> Non
     With ``flusher`` the file and its directory are synced in its thread, after the rename
     (ext4 and XFS write a replacing file's data before the rename commits); else here,
     the data before the rename."""
+    sync_replaced(flusher, path, replace_file(path, data, synced=flusher is None))
+
+
+def replace_file(path: Path, data: bytes, synced: bool) -> tuple[int, int]:
+    """The write and rename of :func:`write_atomic` (the data synced first if ``synced``),
+    safe in a worker thread; the file's and its directory's descriptors, still open."""
     temp = path.with_name(f".{path.name}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         write_all(fd, data)
-        if flusher is None:
+        if synced:
             os.fsync(fd)
         os.replace(temp, path)
     except BaseException:
         os.close(fd)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return fd, os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def sync_replaced(flusher: Flusher | None, path: Path, fds: tuple[int, int]) -> None:
+    """Sync and close what :func:`replace_file` left open (on the event loop: the Flusher's
+    queue is the loop's)."""
+    fd, dir_fd = fds
     _sync_later(flusher, fd, path)
     _sync_later(flusher, dir_fd, path.parent)  # the rename itself survives a power cut
 
@@ -187,6 +200,16 @@ class PanelStore:
 
     def save_metadata(self, metadata: PanelMetadata) -> None:
         write_atomic(self.dir(metadata.id) / METADATA, msgspec.json.encode(metadata), self._flusher)
+
+    async def save_metadata_off_loop(self, metadata: PanelMetadata) -> None:
+        """:meth:`save_metadata` with the write and rename in a worker thread: creating and
+        renaming a file waits for the journal while the Flusher syncs (a millisecond and
+        more on a busy disk), which on the loop every panel and session would wait out.
+        Not cancellable midway: once begun, the file is replaced and its syncs queued."""
+        path = self.dir(metadata.id) / METADATA
+        data = msgspec.json.encode(metadata)
+        fds = await anyio.to_thread.run_sync(replace_file, path, data, self._flusher is None)
+        sync_replaced(self._flusher, path, fds)
 
     def save_participant(self, panel_id: str, record: ParticipantRecord) -> None:
         path = self.dir(panel_id) / participant_file(record.name)

@@ -450,6 +450,22 @@ def test_in_a_panel_the_agent_answers_in_character_instead_of_echoing(
     assert len(text.splitlines()) >= 2
 
 
+def test_with_no_delay_a_reply_streams_a_line_per_delta_and_else_a_word_per_delta(
+    env: dict[str, str],
+) -> None:
+    prompt = prompts.first_prompt(PANEL, member("QA"))
+    at_once = run({**env, "AGENTPLEX_DEMO_DELAY": "0"}, prompt)
+    typing = run(env, prompt)  # 0.001 s a word
+    text = reply_of(at_once)
+    assert reply_of(typing) == text  # the same reply either way
+    deltas = [e for e in at_once.of_type("stream_event") if is_text_delta(e)]
+    lines = [e["event"]["delta"]["text"] for e in deltas]
+    assert len(lines) >= 2 and all("\n" in line for line in lines[:-1])  # each ends a line
+    assert len(lines) == 1 + sum("\n" in word for word in text.split(" "))
+    words = [e for e in typing.of_type("stream_event") if is_text_delta(e)]
+    assert len(words) == len(text.split(" ")) > 2 * len(lines)  # typed: a word per delta
+
+
 def test_the_persona_reaches_the_agent_by_name_or_by_its_instructions(
     env: dict[str, str],
 ) -> None:

@@ -76,6 +76,27 @@ def test_shipped_units_pass_systemd_analyze_verify(scope: str, short_tmp: Path) 
     verify(SHIPPED[scope], scope, short_tmp)
 
 
+DASHBOARD = REPO / "systemd" / "agentplex-ui.service"
+
+
+@needs_analyze
+def test_the_dashboard_unit_passes_systemd_analyze_verify(short_tmp: Path) -> None:
+    verify(DASHBOARD, "user", short_tmp)
+
+
+def test_the_dashboard_unit_follows_the_daemon_and_serves_on_8765() -> None:
+    lines = set(DASHBOARD.read_text().splitlines())
+    expected = {
+        "Wants=agentplex.service",
+        "After=agentplex.service",
+        f"ExecStart={SHIPPED_EXEC} ui --port 8765",
+        "StandardOutput=null",  # the URL carries the token: not into the journal
+        "Restart=on-failure",
+        "NoNewPrivileges=yes",
+    }
+    assert expected <= lines
+
+
 @needs_analyze
 @pytest.mark.parametrize("scope", ["user", "system"])
 def test_installed_units_pass_systemd_analyze_verify(scope: str, short_tmp: Path) -> None:

@@ -9,6 +9,7 @@ off: without those flags it keeps trying to reach Google and logs the failures.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,9 @@ from support import DaemonProcess
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Playwright
     from ui_support import UiProcess
+
+    from agentplex import protocol as p
+    from agentplex.client import Client
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -94,9 +98,8 @@ def ui(daemon: DaemonProcess) -> Iterator[UiProcess]:
 @pytest.fixture
 def restart_ui(ui: UiProcess, page: Page, daemon: DaemonProcess) -> Iterator[Callable[[], None]]:
     """A function that stops ``ui`` and starts a new ``agentplex ui`` on the same port,
-    leaving ``page`` open (its WebSocket reconnects by itself). The new process has a new
-    token: its cookie is put in the page's browser context, as opening the new URL would
-    (reloading the page instead would hide whether the page catches up by itself)."""
+    leaving ``page`` open: its WebSocket reconnects by itself, with the cookie it has (the
+    new process keeps the token, from the state dir)."""
     import ui_support
 
     restarted: list[UiProcess] = []
@@ -104,18 +107,8 @@ def restart_ui(ui: UiProcess, page: Page, daemon: DaemonProcess) -> Iterator[Cal
     def restart() -> None:
         (restarted[-1] if restarted else ui).stop()
         again = ui_support.start_ui(daemon, port=ui.port)
+        assert again.token == ui.token, "a restarted dashboard keeps its token"
         restarted.append(again)
-        page.context.add_cookies(
-            [
-                {
-                    "name": "agentplex_ui",
-                    "value": again.token,
-                    "url": again.base,
-                    "httpOnly": True,
-                    "sameSite": "Strict",
-                }
-            ]
-        )
 
     yield restart
     for process in restarted[-1:]:
@@ -164,3 +157,48 @@ def page(browser: Browser, ui: UiProcess, request: pytest.FixtureRequest) -> Ite
 def shoot_fixture() -> Callable[[Page, str], Path]:
     """Save a named screenshot under artifacts/screenshots/ (see :func:`shoot`)."""
     return shoot
+
+
+ASKER = """\
+import json, sys
+
+def send(message):
+    sys.stdout.write(json.dumps(dict(message, jsonrpc="2.0")) + "\\n")
+    sys.stdout.flush()
+
+prompt = None
+for line in sys.stdin:
+    m = json.loads(line)
+    method = m.get("method")
+    if method == "initialize":
+        send({"id": m["id"], "result": {"protocolVersion": 1, "agentInfo": {"name": "asker"}}})
+    elif method == "session/new":
+        send({"id": m["id"], "result": {"sessionId": "ask-1"}})
+    elif method == "session/prompt":
+        prompt = m["id"]
+        send({"id": "perm-1", "method": "session/request_permission", "params": {
+            "sessionId": "ask-1",
+            "toolCall": {"toolCallId": "t1", "title": "touch made.txt", "kind": "edit"},
+            "options": [{"optionId": "yes", "name": "Allow", "kind": "allow_once"},
+                        {"optionId": "no", "name": "Deny", "kind": "reject_once"}]}})
+    elif method is None and m.get("id") == "perm-1":
+        chose = m["result"]["outcome"].get("optionId")
+        said = "the person allowed" if chose == "yes" else "the person denied"
+        send({"method": "session/update", "params": {"sessionId": "ask-1", "update": {
+            "sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": said}}}})
+        send({"id": prompt, "result": {"stopReason": "end_turn"}})
+"""
+"""A minimal ACP agent (the `acp` backend's protocol): every prompt asks permission for
+one tool call, then says which option the client chose and ends the turn."""
+
+
+@pytest.fixture(name="start_asker")
+def start_asker_fixture() -> Callable[[Client, str], p.SessionInfo]:
+    """A function starting, under a tag, an ACP agent whose every prompt asks permission
+    (with ``permission_policy="ask"``: the session goes ``waiting_input``)."""
+
+    def start(client: Client, tag: str) -> p.SessionInfo:
+        argv = [sys.executable, "-c", ASKER]
+        return client.start("acp", "go", argv=argv, permission_policy="ask", tag=tag)
+
+    return start

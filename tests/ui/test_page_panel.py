@@ -83,3 +83,48 @@ def test_a_demo_panel_shows_its_messages_decision_and_chart(page: Page, client: 
         view.locator(f'[data-testid="panel-message"][data-message="{said.message.id}"]')
     ).to_contain_text("What about the migration?")
     client.panel_control(info.id, "end")
+
+
+def two_member_panel(client: Client, tag: str | None) -> p.PanelInfo:
+    members = [
+        MemberSpec(name="PM", persona="pm", backend="demo", stance=Stance.FOR),
+        MemberSpec(name="QA", persona="qa", backend="demo", stance=Stance.AGAINST),
+    ]
+    config = PanelConfig(topic=f"Tagged {tag}?", members=members, max_rounds=1, tag=tag)
+    return client.panel_create(config)
+
+
+@pytest.mark.timeout(300)
+def test_a_panel_sits_under_its_tag_with_its_members_nested_under_it(
+    page: Page, client: Client
+) -> None:
+    with client.subscribe(p.PANEL_TOPIC) as events:
+        tagged = two_member_panel(client, "review")
+        untagged = two_member_panel(client, None)
+        for panel in (tagged, untagged):
+            next_event(
+                events,
+                lambda e, panel=panel: isinstance(e, p.PanelEnded) and e.panel_id == panel.id,
+                DEADLINE,
+            )
+    tree = page.get_by_role("tree", name="Sessions by tag")
+    # A panel without a tag is where the daemon puts its members: under "panels".
+    for tag, panel in (("review", tagged), ("panels", untagged)):
+        members = [m.session_id for m in client.panel_show(panel.id).panel.members]
+        assert len(members) == 2 and all(members), members
+        under = tree.locator(f'[role="treeitem"][data-tag="{tag}"]')
+        node = under.locator(f'[role="treeitem"][data-panel="{panel.id}"]')
+        expect(node).to_be_visible()
+        expect(under.locator(".count-badge").first).to_have_text("3")  # the panel and two
+        group = under.locator(f'[role="group"][data-owner="{panel.id}"]')
+        expect(node).to_have_attribute("aria-owns", str(group.get_attribute("id")))
+        for sid in members:
+            # each member once in the tree, in its panel's group, not loose under the tag
+            expect(tree.locator(f'[role="treeitem"][data-session="{sid}"]')).to_have_count(1)
+            expect(group.locator(f'[role="treeitem"][data-session="{sid}"]')).to_be_visible()
+    expect(tree.locator('[data-tag="(untagged)"] [data-panel]')).to_have_count(0)
+    # Folding the panel hides its members; they stay out of the tag's loose sessions.
+    node = tree.locator(f'[role="treeitem"][data-panel="{tagged.id}"]')
+    node.locator(".fold").click()
+    expect(node).to_have_attribute("aria-expanded", "false")
+    expect(tree.locator('[data-tag="review"] [data-session]')).to_have_count(0)

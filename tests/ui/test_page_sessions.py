@@ -114,3 +114,44 @@ def test_terminate_in_the_page_ends_the_session_and_its_indicator(
     expect(node(page, info.id)).to_have_attribute("data-status", "terminated")
     expect(node(page, info.id).locator(".persona-icon")).not_to_have_class(PULSE)
     expect(row(page, info.id).locator('[data-action="terminate"]')).to_be_disabled()
+
+
+MANY = 120
+"""Past ui/static/windowed.js's WINDOW_FROM (60): the list and the tree render a window."""
+
+
+def test_a_long_list_renders_only_the_rows_in_view_and_any_row_on_demand(
+    page: Page, client: Client
+) -> None:
+    infos = [client.start("exec", argv=["sleep", "600"], tag="many") for _ in range(MANY)]
+    oldest = infos[0]  # the list is newest first: the oldest is its last row
+    listing = page.get_by_test_id("session-list")
+    expect(listing).to_have_attribute("data-total", str(MANY))
+    expect(tree(page).locator('[data-tag="many"] .count-badge')).to_have_text(str(MANY))
+    rows = page.get_by_test_id("session-row")
+    expect(rows.first).to_be_visible()
+    rendered = rows.count()
+    assert 0 < rendered < MANY, f"{rendered} rows rendered of {MANY}"
+    nodes = tree(page).locator('[role="treeitem"][data-session]').count()
+    assert 0 < nodes < MANY, f"{nodes} tree nodes rendered of {MANY}"
+    assert rows.first.get_attribute("aria-setsize") == str(MANY)
+    expect(row(page, oldest.id)).to_have_count(0)
+
+    # scrolled to: the list's end renders the last row
+    page.locator(".middle").evaluate("e => { e.scrollTop = e.scrollHeight; }")
+    expect(row(page, oldest.id)).to_be_visible()
+    assert row(page, oldest.id).get_attribute("aria-posinset") == str(MANY)
+    page.locator(".middle").evaluate("e => { e.scrollTop = 0; }")
+    expect(row(page, oldest.id)).to_have_count(0)
+
+    # `k` with nothing selected goes to the last session: rendered, selected, focused
+    page.locator("body").press("k")
+    expect(row(page, oldest.id)).to_have_attribute("data-selected", "true")
+    expect(row(page, oldest.id)).to_be_focused()
+
+    # filtered to: a row far down the list renders
+    page.locator(".middle").evaluate("e => { e.scrollTop = 0; }")
+    page.get_by_test_id("filter").fill(infos[1].id)
+    expect(listing).to_have_attribute("data-total", "1")
+    expect(row(page, infos[1].id)).to_be_visible()
+    expect(node(page, infos[1].id)).to_be_visible()

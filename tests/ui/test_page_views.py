@@ -10,7 +10,7 @@ from typing import Literal
 
 import pytest
 from playwright.sync_api import Page, ViewportSize, expect
-from support import next_event
+from support import became, next_event
 
 from agentplex import protocol as p
 from agentplex.client import Client
@@ -23,12 +23,17 @@ ECHO = "import sys\nfor line in sys.stdin:\n    print('echo:', line.strip(), flu
 BACKGROUND = "getComputedStyle(document.body).backgroundColor"
 
 
-def populate(client: Client) -> tuple[p.SessionInfo, p.PanelInfo]:
-    """Sessions under three tags (one shared), a finished demo conversation, a panel."""
+def populate(
+    client: Client, start_asker: Callable[[Client, str], p.SessionInfo]
+) -> tuple[p.SessionInfo, p.PanelInfo, p.SessionInfo]:
+    """Sessions under three tags (one shared), a finished demo conversation, a panel, and a
+    session waiting for a person (an ACP agent asking permission)."""
     with client.subscribe(p.SESSION_TOPIC, p.PANEL_TOPIC) as events:
         talk = client.start("demo", "Plan the beta release", persona="pm", tag="release")
         client.start("demo", "What could break?", persona="qa", tag="release")
         client.start("exec", argv=[sys.executable, "-c", ECHO], tag="build")
+        asking = start_asker(client, "build")
+        next_event(events, became(asking.id, p.SessionStatus.WAITING_INPUT), DEADLINE)
         members = [
             MemberSpec(name="PM", persona="pm", backend="demo", stance=Stance.FOR),
             MemberSpec(name="QA", persona="qa", backend="demo", stance=Stance.AGAINST),
@@ -41,15 +46,21 @@ def populate(client: Client) -> tuple[p.SessionInfo, p.PanelInfo]:
             lambda e: isinstance(e, p.PanelEnded) and e.panel_id == panel.id,
             DEADLINE,
         )
-    return talk, panel
+    return talk, panel, asking
 
 
 @pytest.mark.timeout(300)
 def test_the_main_views_render_light_dark_and_on_a_phone(
-    page: Page, client: Client, shoot: Callable[[Page, str], object]
+    page: Page,
+    client: Client,
+    shoot: Callable[[Page, str], object],
+    start_asker: Callable[[Client, str], p.SessionInfo],
 ) -> None:
-    talk, panel = populate(client)
+    talk, panel, asking = populate(client, start_asker)
     expect(page.locator(f'[role="treeitem"][data-panel="{panel.id}"]').first).to_be_visible()
+    waiting = page.locator(f'[role="treeitem"][data-session="{asking.id}"]')
+    expect(waiting).to_have_attribute("data-status", "waiting_input")
+    expect(page).to_have_title("(1) agentplex")
     backgrounds = {}
     for scheme in SCHEMES:
         page.emulate_media(color_scheme=scheme)

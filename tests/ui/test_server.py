@@ -357,14 +357,33 @@ def test_a_signal_closes_the_pages_and_the_command_exits_0(
         ui.stop()
 
 
-def test_the_same_port_is_taken_again_at_once_after_a_restart(daemon: DaemonProcess) -> None:
+def test_a_restart_takes_the_same_port_at_once_and_keeps_open_pages_logged_in(
+    daemon: DaemonProcess,
+) -> None:
     with running_ui(daemon) as first, page_socket(first):
         pass
     port = first.port
     with running_ui(daemon, port=port) as second:
         assert second.port == port
+        assert second.token == first.token  # kept in the state dir
+        assert get(second, "/", cookie(first)).status == 200  # the old cookie still works
+        with page_socket(second) as page:  # and so does the page's reconnecting socket
+            page.next(op("daemon", up=True))
+            assert page.request({"type": "list"})["reply"]["type"] == "sessions"
+
+
+def test_new_token_logs_out_every_page_opened_before(daemon: DaemonProcess) -> None:
+    with running_ui(daemon) as first:
+        pass
+    with running_ui(daemon, "--new-token", port=first.port) as second:
+        assert second.token != first.token
+        assert get(second, "/", cookie(first)).status == 401
+        with pytest.raises(ws_errors.InvalidStatus) as refused, page_socket(first):
+            pass
+        assert refused.value.response.status_code == 403
         assert get(second, "/", cookie(second)).status == 200
-        assert get(second, "/", cookie(first)).status == 401  # a new token each run
+    with running_ui(daemon) as third:  # the new token is the one kept from now on
+        assert third.token == second.token
 
 
 FLOOD = "import sys\nfor i in range(400_000):\n    print(f'{i:08d} ' + 'x' * 100)\n"

@@ -1,8 +1,9 @@
 """The ``agentplex ui`` command line: a port in use or out of range, the extra missing, its
-help, and every other command working without the extra."""
+help, every other command working without the extra, and the token kept in the state dir."""
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -72,3 +73,31 @@ def test_the_command_line_loads_the_dashboard_only_for_the_ui_command() -> None:
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=DEADLINE
     )
     assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
+
+
+def test_the_kept_token_is_a_private_file_in_the_state_dir(
+    ui: UiProcess, daemon: DaemonProcess
+) -> None:
+    token_file = daemon.state_dir / "ui" / "token"
+    assert token_file.read_text().strip() == ui.token
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+    assert [p.name for p in token_file.parent.iterdir()] == ["token"]  # no temporary left
+
+
+def test_a_token_file_others_can_read_is_refused_until_new_token_replaces_it(
+    daemon: DaemonProcess,
+) -> None:
+    with running_ui(daemon) as first:
+        pass
+    token_file = daemon.state_dir / "ui" / "token"
+    token_file.chmod(0o644)
+    refused = cli("ui", "--port", "0", env=daemon.env)
+    assert refused.returncode == 77  # EX_NOPERM, as for an unsafe runtime dir
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert "readable by others" in refused.stderr and "--new-token" in refused.stderr
+    assert refused.stdout == ""
+
+    with running_ui(daemon, "--new-token") as second:  # the way out the error names
+        assert second.token != first.token  # the token that may have leaked is dropped
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600

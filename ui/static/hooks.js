@@ -8,9 +8,12 @@ export { html };
 export function useStoreKeys(store, keys) {
   const [, bump] = useReducer((n) => n + 1, 0);
   const joined = keys.join("\n");
+  const seen = store.stamp(keys);
   useEffect(() => {
     const offs = keys.map((key) => store.on(key, bump));
-    bump(); // what was emitted between the first render and this effect is not lost
+    // What was emitted between the render and this effect is not lost; re-rendering only
+    // then (not always) keeps a first render of 500 rows from being done twice.
+    if (store.stamp(keys) !== seen) bump();
     return () => offs.forEach((off) => off());
   }, [store, joined]);
 }

@@ -22,16 +22,15 @@ function helpDialog() {
   return document.querySelector('[data-testid="help"]');
 }
 
+/** Through the list's order (the store's, not the DOM's: a long list renders only a window). */
 function moveInList(app, step) {
-  const rows = [...document.querySelectorAll('[data-testid="session-row"]')];
-  if (!rows.length) return;
+  const ids = app.store.shownSessions();
+  if (!ids.length) return;
   const sel = app.store.selection;
-  const here = sel && sel.kind === "session" ? rows.findIndex((r) => r.dataset.session === sel.id) : -1;
-  const next = here < 0 ? (step > 0 ? 0 : rows.length - 1) : Math.max(0, Math.min(rows.length - 1, here + step));
-  const row = rows[next];
-  app.select("session", row.dataset.session);
-  row.focus({ preventScroll: true });
-  row.scrollIntoView({ block: "nearest" });
+  const here = sel && sel.kind === "session" ? ids.indexOf(sel.id) : -1;
+  const next = here < 0 ? (step > 0 ? 0 : ids.length - 1) : Math.max(0, Math.min(ids.length - 1, here + step));
+  app.select("session", ids[next]);
+  if (app.revealRow) app.revealRow(ids[next]);
 }
 
 function escape(app, ev) {

@@ -3,8 +3,11 @@
 import { useRef, useState } from "./vendor/htm-preact-standalone.module.js";
 import { describeError, html, useStoreKeys } from "./hooks.js";
 import { formatUsage, isEnded, personaIcon, shortId, statusText, tagOf } from "./store.js";
+import { useWindow } from "./windowed.js";
 
-function SessionRow({ app, id }) {
+const ROW_PX = 96; // a row's height before one is measured
+
+function SessionRow({ app, id, setsize, posinset }) {
   const store = app.store;
   useStoreKeys(store, [`session:${id}`, `select:session:${id}`]);
   const [note, setNote] = useState("");
@@ -25,7 +28,7 @@ function SessionRow({ app, id }) {
   const classes = ["row", selected ? "selected" : "", info.status === "waiting_input" ? "waiting" : "", ended ? "ended" : ""];
   return html`<li data-testid="session-row" data-session=${id} class=${classes.join(" ")}
       aria-current=${active ? "true" : null} data-selected=${selected ? "true" : null}
-      tabindex="0"
+      aria-setsize=${setsize} aria-posinset=${posinset} tabindex="0"
       onClick=${() => app.select("session", id)}
       onKeyDown=${(ev) => ev.key === "Enter" && ev.target === ev.currentTarget && app.select("session", id)}>
     <div class="row-main">
@@ -57,16 +60,40 @@ function SessionRow({ app, id }) {
   </li>`;
 }
 
+/** Moves focus to a session's row once it is rendered (after `reveal` scrolled to it). */
+function focusRow(id, tries = 3) {
+  requestAnimationFrame(() => {
+    const row = document.querySelector(`[data-testid="session-row"][data-session="${id}"]`);
+    if (row) {
+      row.focus({ preventScroll: true });
+      row.scrollIntoView({ block: "nearest" });
+    } else if (tries > 1) {
+      focusRow(id, tries - 1);
+    }
+  });
+}
+
 export function SessionList({ app }) {
   const store = app.store;
   useStoreKeys(store, ["sessions", "filter"]);
-  const rows = store.sessionList().filter((info) => store.matches(info));
+  const ids = store.shownSessions();
+  const view = useWindow(ids.length, ROW_PX);
+  // `j`/`k` (keys.js) move through every session, rendered or not: the list scrolls to it.
+  app.revealRow = (id) => {
+    const index = ids.indexOf(id);
+    if (index < 0) return;
+    view.reveal(index);
+    focusRow(id);
+  };
+  const rows = ids.slice(view.first, view.last).map((id, i) => html`<${SessionRow} key=${id}
+    app=${app} id=${id} setsize=${view.windowed ? ids.length : null} posinset=${view.windowed ? view.first + i + 1 : null} />`);
   return html`<section class="sessions" aria-labelledby="sessions-title">
-    <h2 class="section-title" id="sessions-title">Sessions <span class="muted">${rows.length}</span></h2>
-    <ul data-testid="session-list" class="session-list" aria-labelledby="sessions-title">
-      ${rows.map((info) => html`<${SessionRow} key=${info.id} app=${app} id=${info.id} />`)}
+    <h2 class="section-title" id="sessions-title">Sessions <span class="muted">${ids.length}</span></h2>
+    <ul data-testid="session-list" class="session-list" aria-labelledby="sessions-title"
+        data-total=${ids.length}>
+      ${view.spacers(rows)}
     </ul>
-    ${rows.length ? null : html`<p class="empty">${store.filter ? "No session matches the filter." : "No sessions."}</p>`}
+    ${ids.length ? null : html`<p class="empty">${store.filter ? "No session matches the filter." : "No sessions."}</p>`}
   </section>`;
 }
 

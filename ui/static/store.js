@@ -28,8 +28,19 @@ export function tagOf(info) {
   return info.tag || UNTAGGED;
 }
 
+/** The tag the daemon gives a panel's member sessions when the panel has none
+ * (supervisor/panels/member_turn.py): the panel is shown under it too, its members with it. */
+export const PANELS_TAG = "panels";
+
 export function panelTag(panel) {
-  return (panel.config && panel.config.tag) || UNTAGGED;
+  return (panel.config && panel.config.tag) || PANELS_TAG;
+}
+
+/** The member sessions of a panel (agents, once started). */
+export function memberSessions(panel) {
+  const ids = [];
+  for (const member of panel.members || []) if (member.session_id) ids.push(member.session_id);
+  return ids;
 }
 
 const ENDED = new Set(["exited", "terminated", "failed"]);
@@ -73,7 +84,16 @@ export class Store {
     this.backends = [];
     this.personas = [];
     this.listeners = new Map();
+    this.stamps = new Map(); // key → the emit count when it was last emitted
+    this.emitted = 0;
     this.waitingCount = 0;
+  }
+
+  /** The latest emit among `keys` (a view compares it to what it rendered). */
+  stamp(keys) {
+    let latest = 0;
+    for (const key of keys) latest = Math.max(latest, this.stamps.get(key) || 0);
+    return latest;
   }
 
   on(key, fn) {
@@ -84,6 +104,7 @@ export class Store {
   }
 
   emit(key) {
+    this.stamps.set(key, ++this.emitted);
     const set = this.listeners.get(key);
     if (!set) return;
     for (const fn of [...set]) fn();
@@ -188,7 +209,9 @@ export class Store {
     const old = this.panels.get(panel.id);
     this.panels.set(panel.id, panel);
     this.emit(`panel:${panel.id}`);
-    return !old || panelTag(old) !== panelTag(panel);
+    // Its members joining or leaving moves sessions in the tree: a change of shape.
+    return !old || panelTag(old) !== panelTag(panel) ||
+      memberSessions(old).join() !== memberSessions(panel).join();
   }
 
   // ------------------------------------------------------------------ page state
@@ -228,6 +251,13 @@ export class Store {
     return [...this.sessions.values()].sort((a, b) => b.created_at - a.created_at);
   }
 
+  /** The ids the session list shows, in its order (the filter applied). */
+  shownSessions() {
+    const ids = [];
+    for (const info of this.sessionList()) if (this.matches(info)) ids.push(info.id);
+    return ids;
+  }
+
   matches(info) {
     const needle = this.filter.trim().toLowerCase();
     if (!needle) return true;
@@ -235,15 +265,26 @@ export class Store {
     return hay.some((field) => field && String(field).toLowerCase().includes(needle));
   }
 
-  /** Tag → {sessions: [id], panels: [id]}, tags sorted, "(untagged)" last. */
+  /** Tag → {sessions: [id], panels: [id], total}, tags sorted, "(untagged)" last. A panel's
+   * member sessions are not among its tag's `sessions`: they are shown under the panel. */
   tags() {
     const tags = new Map();
     const slot = (tag) => {
-      if (!tags.has(tag)) tags.set(tag, { sessions: [], panels: [] });
+      if (!tags.has(tag)) tags.set(tag, { sessions: [], panels: [], total: 0 });
       return tags.get(tag);
     };
-    for (const info of this.sessionList()) slot(tagOf(info)).sessions.push(info.id);
-    for (const panel of this.panels.values()) slot(panelTag(panel)).panels.push(panel.id);
+    const members = new Set();
+    for (const panel of this.panels.values()) {
+      const here = slot(panelTag(panel));
+      here.panels.push(panel.id);
+      here.total += 1;
+      for (const id of memberSessions(panel)) members.add(id);
+    }
+    for (const info of this.sessionList()) {
+      const here = slot(tagOf(info));
+      here.total += 1;
+      if (!members.has(info.id)) here.sessions.push(info.id);
+    }
     const names = [...tags.keys()].sort((a, b) => {
       if (a === UNTAGGED) return 1;
       if (b === UNTAGGED) return -1;

@@ -39,6 +39,12 @@ export class TranscriptLog {
     this.log.setAttribute("aria-live", "off");
     this.log.setAttribute("aria-label", `Transcript of session ${shortId(sessionId)}`);
     this.log.tabIndex = 0;
+    // Whether the view follows the tail, kept by scroll events: a frame's flush then reads
+    // no layout before it appends (one forced layout per frame, by the scroll to the end).
+    this.stuck = true;
+    this.log.addEventListener("scroll", () => this.onScroll(), { passive: true });
+    this.hidden = () => this.onHidden();
+    document.addEventListener("visibilitychange", this.hidden);
     this.older = button("load-older", "Load older");
     this.newer = button("load-newer", "Load newer");
     this.older.addEventListener("click", () => this.feed && this.feed.loadOlder());
@@ -51,9 +57,15 @@ export class TranscriptLog {
   }
 
   destroy() {
+    document.removeEventListener("visibilitychange", this.hidden);
     this.observer.disconnect();
     this.ops = [];
     this.log.remove();
+  }
+
+  onScroll() {
+    const log = this.log;
+    this.stuck = log.scrollHeight - log.scrollTop - log.clientHeight < STICK_PX;
   }
 
   seen(entries) {
@@ -114,6 +126,7 @@ export class TranscriptLog {
       else delete this.log.dataset.error;
       if (!loading && !this.ready) {
         this.ready = true;
+        this.stuck = true;
         this.log.scrollTop = this.log.scrollHeight;
       }
     });
@@ -131,17 +144,24 @@ export class TranscriptLog {
       this.flush();
     };
     requestAnimationFrame(run);
-    // A hidden tab gets no animation frames: keep the DOM current anyway.
-    setTimeout(run, FALLBACK_MS);
+    // A hidden tab gets no animation frames: keep the DOM current anyway (a timer per batch
+    // only then: at 60 batches a second it costs a visible page a task each).
+    if (document.hidden) setTimeout(run, FALLBACK_MS);
+  }
+
+  /** The tab was hidden with a batch waiting for a frame that will not come. */
+  onHidden() {
+    if (document.hidden && this.scheduled) {
+      this.scheduled = false;
+      this.flush();
+    }
   }
 
   flush() {
-    const log = this.log;
-    const stick = log.scrollHeight - log.scrollTop - log.clientHeight < STICK_PX;
     const ops = this.ops;
     this.ops = [];
     for (const op of ops) op();
-    if (stick && this.ready) log.scrollTop = log.scrollHeight;
+    if (this.stuck && this.ready) this.log.scrollTop = this.log.scrollHeight;
   }
 
   build(chunks) {

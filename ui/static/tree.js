@@ -1,17 +1,21 @@
-// The tree of tags (an ARIA tree): each tag with its sessions and panels. The tree re-renders
-// only when its shape changes; a status change re-renders the one session node it concerns,
-// and chunks never reach it.
+// The tree of tags (an ARIA tree): each tag with its panels, their member sessions nested
+// under them, and its other sessions (windowed past a few dozen: see windowed.js). The tree
+// re-renders only when its shape changes; a status change re-renders the one session node it
+// concerns, and chunks never reach it.
 
 import { useState } from "./vendor/htm-preact-standalone.module.js";
 import { html, useStoreKeys } from "./hooks.js";
-import { formatUsage, personaIcon, shortId, statusText } from "./store.js";
+import { formatUsage, memberSessions, personaIcon, shortId, statusText } from "./store.js";
+import { useWindow } from "./windowed.js";
 
 function isSelected(store, kind, id) {
   const sel = store.selection;
   return Boolean(sel && sel.kind === kind && sel.id === id);
 }
 
-function SessionNode({ app, id }) {
+const NODE_PX = 44; // a session node's height before one is measured
+
+function SessionNode({ app, id, setsize, posinset }) {
   const store = app.store;
   useStoreKeys(store, [`session:${id}`, `select:session:${id}`]);
   const info = store.sessions.get(id);
@@ -23,6 +27,7 @@ function SessionNode({ app, id }) {
   return html`<li role="treeitem" tabindex="-1" class=${classes.join(" ")}
       data-session=${id} data-status=${info.status} aria-label=${label}
       aria-selected=${isSelected(store, "session", id) ? "true" : "false"}
+      aria-setsize=${setsize} aria-posinset=${posinset}
       onClick=${(ev) => (ev.stopPropagation(), app.select("session", id))}>
     <span class=${`persona-icon${running ? " pulse" : ""}`} aria-hidden="true">${personaIcon(info)}</span>
     <span class="node-name">${info.persona || info.backend} <code>${shortId(id)}</code></span>
@@ -30,25 +35,57 @@ function SessionNode({ app, id }) {
   </li>`;
 }
 
+/** A panel, and its member sessions nested under it. The members' group is the panel
+ * node's next sibling, owned by it (aria-owns), so that the node itself is one row. */
 function PanelNode({ app, id }) {
   const store = app.store;
-  useStoreKeys(store, [`panel:${id}`, `select:panel:${id}`]);
+  useStoreKeys(store, [`panel:${id}`, `select:panel:${id}`, "sessions", "filter"]);
+  const [open, setOpen] = useState(true);
   const panel = store.panels.get(id);
   if (!panel) return null;
   const topic = panel.config.topic;
+  const members = memberSessions(panel).filter((sid) => {
+    const info = store.sessions.get(sid);
+    return info && store.matches(info);
+  });
+  const group = `panel-members-${id}`;
+  const toggle = (ev) => {
+    ev.stopPropagation();
+    setOpen(!open);
+  };
   return html`<li role="treeitem" tabindex="-1" class="node panel-node" data-panel=${id}
-      aria-label=${`Panel: ${topic}, ${panel.status}`}
+      aria-label=${`Panel: ${topic}, ${panel.status}, ${members.length} members`}
       aria-selected=${isSelected(store, "panel", id) ? "true" : "false"}
+      aria-expanded=${members.length ? (open ? "true" : "false") : null}
+      aria-owns=${members.length && open ? group : null}
       onClick=${(ev) => (ev.stopPropagation(), app.select("panel", id))}>
     <span class="panel-icon" aria-hidden="true">🗣️</span>
     <span class="node-name">${topic.length > 40 ? `${topic.slice(0, 39)}…` : topic}</span>
-    <span class="status-text">${panel.speaking ? `${panel.speaking} speaking` : panel.status}</span>
-  </li>`;
+    <span class="status-text">${panel.speaking ? `${panel.speaking} speaking` : panel.status}
+      ${members.length
+        ? html`<span class="fold" aria-hidden="true" onClick=${toggle}
+            title=${open ? "Hide the members" : "Show the members"}>${open ? "▾" : "▸"} ${members.length}</span>`
+        : null}</span>
+  </li>
+  ${members.length && open
+    ? html`<li role="none" class="members-item"><ul role="group" id=${group} class="panel-members"
+          data-owner=${id} aria-label=${`Members of ${topic}`}>
+        ${members.map((sid) => html`<${SessionNode} key=${sid} app=${app} id=${sid} />`)}
+      </ul></li>`
+    : null}`;
 }
 
 function TagUsage({ app, tag }) {
   useStoreKeys(app.store, ["usage"]);
   return html`<span class="tag-usage">${formatUsage(app.store.tagUsage(tag))}</span>`;
+}
+
+function TagSessions({ app, ids }) {
+  const view = useWindow(ids.length, NODE_PX);
+  const nodes = ids.slice(view.first, view.last).map((id, i) => html`<${SessionNode} key=${id}
+    app=${app} id=${id} setsize=${view.windowed ? ids.length : null}
+    posinset=${view.windowed ? view.first + i + 1 : null} />`);
+  return view.spacers(nodes);
 }
 
 function TagNode({ app, tag }) {
@@ -69,7 +106,7 @@ function TagNode({ app, tag }) {
     ${open
       ? html`<ul role="group">
           ${tag.panels.map((id) => html`<${PanelNode} key=${`p${id}`} app=${app} id=${id} />`)}
-          ${tag.sessions.map((id) => html`<${SessionNode} key=${id} app=${app} id=${id} />`)}
+          <${TagSessions} app=${app} ids=${tag.sessions} />
         </ul>`
       : null}
   </li>`;
@@ -106,12 +143,14 @@ function onTreeKey(ev) {
     case "ArrowRight": {
       if (!current) return;
       const wantOpen = ev.key === "ArrowRight";
-      if (current.dataset.tag !== undefined) {
+      if (current.hasAttribute("aria-expanded")) {
         if ((current.getAttribute("aria-expanded") === "true") !== wantOpen) {
-          current.querySelector(".tag-row").click();
+          current.querySelector(":scope > .tag-row, :scope .fold").click();
         }
       } else if (!wantOpen) {
-        const tag = current.closest("[data-tag]");
+        const members = current.closest(".panel-members");
+        const owner = members && tree.querySelector(`[data-panel="${members.dataset.owner}"]`);
+        const tag = owner || current.closest("[data-tag]");
         if (tag) tag.focus();
       }
       break;
@@ -138,7 +177,6 @@ export function Tree({ app }) {
   useStoreKeys(store, ["sessions", "panels", "filter"]);
   const tags = store.tags().map((tag) => ({
     ...tag,
-    total: tag.sessions.length + tag.panels.length,
     sessions: tag.sessions.filter((id) => store.matches(store.sessions.get(id))),
   }));
   const shown = tags.filter((tag) => tag.sessions.length + tag.panels.length > 0);
