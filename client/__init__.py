@@ -4,7 +4,8 @@ Every error a request can raise is importable from here, so ``except UnknownSess
 no second import.
 """
 
-from agentplex.client.async_client import AsyncClient, Subscription
+from agentplex.client.async_client import AsyncClient
+from agentplex.client.subscription import Subscription
 from agentplex.client.sync_client import Client, SyncSubscription
 from agentplex.protocol.errors import (
     AgentNotReading,

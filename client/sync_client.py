@@ -25,7 +25,8 @@ import anyio
 from anyio.from_thread import BlockingPortal
 
 from agentplex import protocol as p
-from agentplex.client.async_client import DEFAULT_TIMEOUT, AsyncClient, Subscription
+from agentplex.client.async_client import DEFAULT_TIMEOUT, AsyncClient
+from agentplex.client.subscription import Subscription
 
 P = ParamSpec("P")
 R = TypeVar("R")
