@@ -199,7 +199,7 @@ function TranscriptHeader({ app, sessionId }) {
       <span class=${`status-text status-${info.status}`}>${statusText(info.status)}</span>
       <span>${info.backend}${info.model ? ` · ${info.model}` : ""}</span>
       <span class="usage" data-testid="session-usage">${formatUsage(info.usage)}</span>
-      <span>${info.turns} turns</span>
+      <span>${info.turns} ${info.turns === 1 ? "turn" : "turns"}</span>
       ${info.queued ? html`<span>${info.queued} queued</span>` : null}
     </p>
   </header>`;
