@@ -145,7 +145,7 @@ def _daemon(paths: RuntimePaths) -> tuple[Check, DaemonInfo | None]:
     """The daemon's check, and what it said of itself if it answered."""
     from agentplex.client.sync_client import Client
 
-    start = "agentplex daemon &  (or: agentplex service install)"
+    start = "agentplex daemon --detach  (or: agentplex service install)"
     if not paths.control.exists():
         missing = f"not running (no socket in {paths.runtime_dir})"
         return Check("warn", "daemon", missing, start), None

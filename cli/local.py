@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentplex.cli.render import ChunkPrinter
 from agentplex.client.async_client import check_daemon_running
+from agentplex.client.runtime_dir import lock_held
 from agentplex.client.sync_client import Client
 from agentplex.protocol import ChunkKind
 from agentplex.protocol.errors import (
+    EXIT_TEMPFAIL,
     AgentplexError,
-    ConfigError,
     DaemonNotRunning,
     InvalidArgument,
 )
 from agentplex.protocol.paths import RuntimePaths, default_runtime_dir
+
+if TYPE_CHECKING:
+    from agentplex.supervisor.config import Config
 
 DEMO_PROMPTS = (
     "Hello! What are you?",
@@ -28,6 +34,21 @@ DEMO_PROMPTS = (
     "And how would an editor plugin watch you?",
 )
 DAEMON_START_TIMEOUT = 15.0
+DAEMON_LOG = "daemon.log"
+"""In the state dir: where ``daemon --detach`` appends the daemon's output."""
+STOP_MARGIN = 10.0
+"""``daemon --stop`` waits the grace period plus this for the daemon to be gone: its
+sessions get their grace, then it writes its table and closes its sockets."""
+DAEMON_OPTIONS = (
+    ("state_dir", "--state-dir"),
+    ("grace", "--grace"),
+    ("max_sessions", "--max-sessions"),
+    ("turn_timeout", "--turn-timeout"),
+    ("log_level", "--log-level"),
+    ("log_format", "--log-format"),
+    ("metrics_port", "--metrics-port"),
+)
+"""``daemon``'s own options (attribute, flag) that ``--detach`` passes on to the daemon."""
 INTERRUPTED_STOP_WAIT = 0.5
 """After a Ctrl-C, how long ``demo`` waits for the daemon it started to stop: the command
 must end within a second."""
@@ -53,11 +74,99 @@ def run_daemon(args: argparse.Namespace) -> int:
     }
     try:
         resolved = config_file.load(getattr(args, "config", None), flags=flags)
-    except ConfigError as exc:
+        if args.detach:
+            return _detach(args, resolved.config)
+        if args.stop:
+            return _stop(resolved.config)
+    except AgentplexError as exc:  # ConfigError, and what --detach and --stop meet
         print(f"agentplex daemon: {exc.message}", file=sys.stderr)
         return exc.exit_code
     config_file.export_to_environment(resolved)
     return run(resolved.config)
+
+
+def _detach(args: argparse.Namespace, config: Config) -> int:
+    """``daemon --detach``: the daemon in its own session, logging to STATE/daemon.log;
+    returns once it serves, or with its error and exit code if it could not start."""
+    from agentplex.supervisor.dirs import prepare_private_dir
+
+    log = prepare_private_dir(Path(config.state_dir)) / DAEMON_LOG
+    with open(log, "ab") as out:
+        start = out.tell()
+        # Its own session: the terminal's Ctrl-C and hangup no longer reach it.
+        daemon = subprocess.Popen(
+            _detached_argv(args),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    try:
+        _wait_daemon_ready(config.paths, daemon)
+    except DaemonNotRunning:
+        if (code := daemon.poll()) is not None:
+            print(_last_error(log, start, code), file=sys.stderr)
+            # Killed by a signal: the shell's 128 + signum; a clean exit is still a failure.
+            return 128 - code if code < 0 else code or 1
+        _stop_daemon(daemon, interrupted=False)
+        print(
+            f"agentplex daemon: the daemon did not serve within {DAEMON_START_TIMEOUT:g} s "
+            f"and was stopped; see {log}",
+            file=sys.stderr,
+        )
+        return EXIT_TEMPFAIL
+    except BaseException:  # Ctrl-C meanwhile, or a runtime dir refused: leave no daemon
+        _stop_daemon(daemon, interrupted=True)
+        raise
+    return 0
+
+
+def _detached_argv(args: argparse.Namespace) -> list[str]:
+    """The command line given, less ``--detach`` (dirs absolute: the same daemon)."""
+    argv = [sys.executable, "-m", "agentplex.cli.main", "daemon"]
+    if getattr(args, "config", None):
+        argv += ["--config", str(Path(args.config).absolute())]
+    if args.runtime_dir:
+        argv += ["--runtime-dir", str(Path(args.runtime_dir).absolute())]
+    for attribute, flag in DAEMON_OPTIONS:
+        value = getattr(args, attribute)
+        if value is not None:
+            is_dir = attribute == "state_dir"
+            argv += [flag, str(Path(value).absolute()) if is_dir else str(value)]
+    return argv
+
+
+def _last_error(log: Path, start: int, code: int) -> str:
+    """The daemon's own last error line of this start (its log from ``start``), else a
+    line saying that it exited and where its log is."""
+    with open(log, "rb") as f:
+        f.seek(start)
+        lines = f.read().decode(errors="replace").splitlines()
+    errors = [line for line in lines if line.startswith("agentplex daemon: ")]
+    if errors:
+        return errors[-1]
+    return f"agentplex daemon: the daemon exited with code {code} while starting; see {log}"
+
+
+def _stop(config: Config) -> int:
+    """``daemon --stop``: SIGTERM the daemon serving the runtime dir, wait until its lock
+    is released (the kernel releases it when the daemon is gone)."""
+    paths = config.paths
+    with Client(paths.runtime_dir) as client:  # DaemonNotRunning (69) if none serves there
+        pid = client.ping().pid
+    with contextlib.suppress(ProcessLookupError):  # stopped meanwhile: its lock is free
+        os.kill(pid, signal.SIGTERM)
+    wait = config.terminate_grace + STOP_MARGIN
+    deadline = time.monotonic() + wait
+    while lock_held(paths.lock):
+        if time.monotonic() > deadline:
+            print(
+                f"agentplex daemon: daemon {pid} is still stopping after {wait:g} s",
+                file=sys.stderr,
+            )
+            return EXIT_TEMPFAIL
+        time.sleep(0.05)
+    return 0
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -67,7 +176,11 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         check_daemon_running(paths)
     except DaemonNotRunning:
-        daemon = _spawn_daemon(paths, args.state_dir)
+        try:
+            daemon = _spawn_daemon(paths, args.state_dir)
+        except AgentplexError as exc:  # its own error is on stderr already, above this line
+            print(f"agentplex demo: {exc.message}", file=sys.stderr)
+            return exc.exit_code
     interrupted = False
     try:
         with Client() as client:
@@ -137,15 +250,24 @@ def _spawn_daemon(paths: RuntimePaths, state_dir: str | None) -> subprocess.Pope
 
 
 def _wait_daemon_ready(paths: RuntimePaths, daemon: subprocess.Popen[bytes]) -> None:
+    """Return once ``daemon`` serves ``paths``; DaemonNotRunning if it exits first or the
+    start times out. Another daemon serving there is not this one (which will exit)."""
     deadline = time.monotonic() + DAEMON_START_TIMEOUT
     while True:
         try:
             check_daemon_running(paths)
-            return
+            if _serving_pid(paths) == daemon.pid:
+                return
         except DaemonNotRunning:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+            pass
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            raise DaemonNotRunning(f"the daemon started at {paths.runtime_dir} did not serve")
+        time.sleep(0.05)
+
+
+def _serving_pid(paths: RuntimePaths) -> int:
+    with Client(paths.runtime_dir) as client:
+        return client.ping().pid
 
 
 def _stop_daemon(daemon: subprocess.Popen[bytes], *, interrupted: bool) -> None:

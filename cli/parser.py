@@ -30,12 +30,24 @@ descriptors), 76 unreadable daemon reply, 77 not permitted (the caller's role, o
 dir not private), 78 bad configuration, 130 interrupted by Ctrl-C.
 
 examples:
-  agentplex daemon &                          # run the daemon (foreground; systemd-friendly)
+  agentplex daemon --detach                   # start the daemon; returns once it serves
   id=$(agentplex start --backend demo "hello")
   agentplex attach $id                        # history, then live output
   agentplex send ${id:0:6} "tell me more"     # or: send -s ID MESSAGE
   agentplex start --backend exec --tag build -- make -j2
   agentplex events --json | jq .              # NDJSON for editor plugins
+"""
+
+DAEMON_EPILOG = """\
+examples:
+  agentplex daemon                            # in the foreground, until Ctrl-C or SIGTERM
+  agentplex daemon --detach                   # in the background; returns once it serves
+  agentplex start --backend demo "hello"      # at once: the daemon already answers
+  agentplex daemon --stop                     # SIGTERM it and wait until it is gone
+
+--detach appends the daemon's output to STATE/daemon.log; if the daemon fails to start
+(e.g. one already runs there) it prints the daemon's error and exits with its code
+(75 if it did not serve within 15 s). --stop exits 69 if no daemon runs there.
 """
 
 RUNTIME_DIR_HELP = "daemon runtime dir (default: $AGENTPLEX_RUNTIME_DIR)"
@@ -76,7 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_daemon(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    d = sub.add_parser("daemon", help="run the daemon in the foreground")
+    d = sub.add_parser(
+        "daemon",
+        help="run the daemon in the foreground, or with --detach in the background",
+        description="Run the daemon in the foreground (systemd-friendly; Ctrl-C stops it),\n"
+        "or with --detach in the background.",
+        epilog=DAEMON_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    how = d.add_mutually_exclusive_group()
+    how.add_argument(
+        "--detach",
+        action="store_true",
+        help="start it in the background and return once it serves (log: STATE/daemon.log)",
+    )
+    how.add_argument(
+        "--stop",
+        action="store_true",
+        help="stop the daemon serving the runtime dir (SIGTERM) and wait until it is gone",
+    )
     # The global flags are taken after "daemon" too (where people put them, and where the
     # "start one with: agentplex daemon --runtime-dir ..." hint puts them).
     d.add_argument("--runtime-dir", default=argparse.SUPPRESS, help=RUNTIME_DIR_HELP)

@@ -242,3 +242,16 @@ def fails(done: subprocess.CompletedProcess[str], exit_code: int) -> str:
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("agentplex "), lines[0]
     return lines[0]
+
+
+def leftovers(tmp: Path) -> list[str]:
+    """Live processes whose command line or working dir is inside ``tmp``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
+        info = proc.info
+        if info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        text = " ".join(info["cmdline"] or []) + " " + (info["cwd"] or "")
+        if str(tmp) in text:
+            found.append(f"{proc.pid}: {text}")
+    return found

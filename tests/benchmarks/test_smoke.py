@@ -14,8 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
+from support import leftovers
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BENCHMARKS = ROOT / "benchmarks"
@@ -64,19 +64,6 @@ def table_rows(output: str) -> list[str]:
         if line.startswith("| ") and cells[0] not in ("system", "---"):
             rows.append(cells[0])
     return rows
-
-
-def leftovers(tmp: Path) -> list[str]:
-    """Live processes whose command line or working dir is inside ``tmp``."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
-        info = proc.info
-        if info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        text = " ".join(info["cmdline"] or []) + " " + (info["cwd"] or "")
-        if str(tmp) in text:
-            found.append(f"{proc.pid}: {text}")
-    return found
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))

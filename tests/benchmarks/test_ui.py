@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
+from support import leftovers
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -48,16 +48,3 @@ def test_the_ui_benchmark_runs_and_prints_every_measure_and_verdict(short_tmp: P
     assert len(verdicts) == 5, verdicts
     assert all(re.search(r"\*\*(met|NOT met)\*\*$", line) for line in verdicts), verdicts
     assert leftovers(short_tmp) == []
-
-
-def leftovers(tmp: Path) -> list[str]:
-    """Live processes whose command line or working dir is inside ``tmp``."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
-        info = proc.info
-        if info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        text = " ".join(info["cmdline"] or []) + " " + (info["cwd"] or "")
-        if str(tmp) in text:
-            found.append(f"{proc.pid}: {text}")
-    return found

@@ -204,19 +204,8 @@ def test_after_a_sigkill_mid_reply_the_panel_resumes_at_that_turn(short_tmp: Pat
         first.process.send_signal(signal.SIGKILL)
         first.process.wait(30)
     assert pids and started.participant
-    second = start_daemon(short_tmp, "--grace", "2")
-    try:
-        with second.client() as client, client.subscribe(p.PANEL_TOPIC) as events:
-            if not client.panel_show(info.id).panel.status.ended:
-                next_event(events, ended(info.id), DEADLINE)
-            shown = client.panel_show(info.id)
-        for pid in pids:  # no member process from before the crash survives
-            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
-    finally:
-        assert second.stop() == 0
+    second, shown = restart_until_ended(short_tmp, info.id, pids)
     messages = shown.messages
-    ids = [m.id for m in messages]
-    assert len(ids) == len(set(ids)) == len({m["id"] for m in logged(second, info.id)})
     cut = [m for m in messages if m.interrupted]
     assert [(m.participant, m.round) for m in cut] == [(started.participant, 1)]
     spoken = [(m.participant, m.round) for m in messages if not m.interrupted]
@@ -239,19 +228,9 @@ def test_a_sigkill_mid_simultaneous_round_records_each_cut_reply_and_asks_it_aga
         first.process.send_signal(signal.SIGKILL)
         first.process.wait(30)
     assert pids and len(typing - answered) >= 2  # several members were cut mid-reply
-    second = start_daemon(short_tmp, "--grace", "2")
-    try:
-        with second.client() as client, client.subscribe(p.PANEL_TOPIC) as events:
-            if not client.panel_show(info.id).panel.status.ended:
-                next_event(events, ended(info.id), DEADLINE)
-            shown = client.panel_show(info.id)
-        for pid in pids:  # no member process from before the crash survives
-            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
-    finally:
-        assert second.stop() == 0
+    second, shown = restart_until_ended(short_tmp, info.id, pids)
     messages = shown.messages
     ids = [m.id for m in messages]
-    assert len(ids) == len(set(ids)) == len({m["id"] for m in logged(second, info.id)})
     cut = [m for m in messages if m.interrupted]
     cut_names = {m.participant for m in cut}
     assert typing - answered <= cut_names <= started  # each reply the crash cut, once
@@ -304,8 +283,10 @@ def test_pause_holds_the_next_turn_resume_goes_on_at_it_and_archive_needs_the_en
         if paused.panel.speaking is not None:  # the turn in flight may finish
             next_event(
                 events,
-                lambda e: isinstance(e, p.PanelMessageEvent)
-                and e.message.participant == paused.panel.speaking,
+                lambda e: (
+                    isinstance(e, p.PanelMessageEvent)
+                    and e.message.participant == paused.panel.speaking
+                ),
                 DEADLINE,
             )
         held = client.panel_show(panel_id)
@@ -403,3 +384,23 @@ def test_a_member_whose_process_fails_after_its_reply_keeps_the_reply_and_leaves
     assert [m.active for m in shown.panel.members] == [True, False, True]
     record = json.loads((panel_dir(daemon, info.id) / "participants" / "Flaky.json").read_text())
     assert record["active"] is False and "failed after its reply" in record["left_reason"]
+
+
+def restart_until_ended(
+    short_tmp: Path, panel_id: str, pids: list[int]
+) -> tuple[DaemonProcess, p.PanelShown]:
+    """Restart the daemon after a crash, wait for the panel to end; check no member process
+    from before the crash survives and no message id appears twice (shown or logged)."""
+    second = start_daemon(short_tmp, "--grace", "2")
+    try:
+        with second.client() as client, client.subscribe(p.PANEL_TOPIC) as events:
+            if not client.panel_show(panel_id).panel.status.ended:
+                next_event(events, ended(panel_id), DEADLINE)
+            shown = client.panel_show(panel_id)
+        for pid in pids:
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    finally:
+        assert second.stop() == 0
+    ids = [m.id for m in shown.messages]
+    assert len(ids) == len(set(ids)) == len({m["id"] for m in logged(second, panel_id)})
+    return second, shown
