@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from agentplex.plugins.acp_backend import AcpBackend
+from agentplex.plugins.api import SessionSpec
 from agentplex.plugins.gemini_lock import REGISTRY_LOCK, clear_orphaned_lock, gemini_home
 
 START_TIMEOUT = 30.0
@@ -87,3 +89,13 @@ def test_no_lock_and_a_directory_that_is_not_a_lock_are_left_alone(tmp_path: Pat
     (lock / "something").write_text("not proper-lockfile's")
     assert not clear_orphaned_lock(str(tmp_path))
     assert (lock / "something").exists()
+
+
+def test_an_acp_session_of_gemini_clears_the_orphaned_lock_too(home: Path) -> None:
+    def spec(*command: str) -> SessionSpec:
+        return SessionSpec(session_id="s-1", cwd=home, command=command, env={"HOME": str(home)})
+
+    assert AcpBackend().argv(spec("other-agent", "--acp"), None, None) == ["other-agent", "--acp"]
+    assert (home / REGISTRY_LOCK).is_dir()  # not Gemini: its lock is not ours to touch
+    assert AcpBackend().argv(spec("/usr/bin/gemini", "--acp"), None, None)[0] == "/usr/bin/gemini"
+    assert not (home / REGISTRY_LOCK).exists()
