@@ -40,15 +40,16 @@ STOP_MARGIN = 10.0
 """``daemon --stop`` waits the grace period plus this for the daemon to be gone: its
 sessions get their grace, then it writes its table and closes its sockets."""
 DAEMON_OPTIONS = (
-    ("state_dir", "--state-dir"),
-    ("grace", "--grace"),
-    ("max_sessions", "--max-sessions"),
-    ("turn_timeout", "--turn-timeout"),
-    ("log_level", "--log-level"),
-    ("log_format", "--log-format"),
-    ("metrics_port", "--metrics-port"),
+    ("state_dir", "state_dir", "--state-dir"),
+    ("grace", "terminate_grace", "--grace"),
+    ("max_sessions", "max_sessions", "--max-sessions"),
+    ("turn_timeout", "turn_timeout", "--turn-timeout"),
+    ("log_level", "log_level", "--log-level"),
+    ("log_format", "log_format", "--log-format"),
+    ("metrics_port", "metrics_port", "--metrics-port"),
 )
-"""``daemon``'s own options (attribute, flag) that ``--detach`` passes on to the daemon."""
+"""``daemon``'s own options: (argparse attribute, config field, flag). They override the
+config file, and ``--detach`` passes them on to the daemon it starts."""
 INTERRUPTED_STOP_WAIT = 0.5
 """After a Ctrl-C, how long ``demo`` waits for the daemon it started to stop: the command
 must end within a second."""
@@ -62,16 +63,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     from agentplex.supervisor import config_file
     from agentplex.supervisor.daemon import run
 
-    flags = {
-        "runtime_dir": str(Path(args.runtime_dir).absolute()) if args.runtime_dir else None,
-        "state_dir": str(Path(args.state_dir).absolute()) if args.state_dir else None,
-        "terminate_grace": args.grace,
-        "max_sessions": args.max_sessions,
-        "turn_timeout": args.turn_timeout,
-        "log_level": args.log_level,
-        "log_format": args.log_format,
-        "metrics_port": args.metrics_port,
-    }
+    flags = {field: value for field, _flag, value in _daemon_options(args)}
     try:
         resolved = config_file.load(getattr(args, "config", None), flags=flags)
         if args.detach:
@@ -126,14 +118,23 @@ def _detached_argv(args: argparse.Namespace) -> list[str]:
     argv = [sys.executable, "-m", "agentplex.cli.main", "daemon"]
     if getattr(args, "config", None):
         argv += ["--config", str(Path(args.config).absolute())]
-    if args.runtime_dir:
-        argv += ["--runtime-dir", str(Path(args.runtime_dir).absolute())]
-    for attribute, flag in DAEMON_OPTIONS:
-        value = getattr(args, attribute)
+    for _field, flag, value in _daemon_options(args):
         if value is not None:
-            is_dir = attribute == "state_dir"
-            argv += [flag, str(Path(value).absolute()) if is_dir else str(value)]
+            argv += [flag, str(value)]
     return argv
+
+
+def _daemon_options(args: argparse.Namespace) -> list[tuple[str, str, object]]:
+    """(config field, flag, value) of every daemon option, the runtime dir's included;
+    dirs made absolute (a detached daemon runs elsewhere)."""
+    options = [("runtime_dir", "runtime_dir", "--runtime-dir"), *DAEMON_OPTIONS]
+    found: list[tuple[str, str, object]] = []
+    for attribute, field, flag in options:
+        value = getattr(args, attribute)
+        if attribute.endswith("_dir"):
+            value = str(Path(value).absolute()) if value else None
+        found.append((field, flag, value))
+    return found
 
 
 def _last_error(log: Path, start: int, code: int) -> str:

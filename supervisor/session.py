@@ -104,7 +104,8 @@ class Session(SessionState):
             return self._turns.queue(message)
         if self.spec.mode is BackendMode.LONG_LIVED:
             if self._continuable():
-                self._launch(self.backend.argv(self.spec, None, self._cli_id()), with_stdin=True)
+                argv = self.backend.argv(self.spec, None, self.conversation_id)
+                self._launch(argv, with_stdin=True)
             self._deliver(message)
             return 0
         if self._process is None:
@@ -119,12 +120,8 @@ class Session(SessionState):
             self.status is SessionStatus.INTERRUPTED
             and self._process is None
             and self.adopted_pid is None
-            and self.backend.capabilities.resume
-            and self._cli_id() is not None
+            and self.resumable
         )
-
-    def _cli_id(self) -> str | None:
-        return self.resume_id or self.chunks.cli_session_id
 
     def interrupt(self) -> None:
         """Stop the running turn: in-band when the agent takes that, else SIGINT to its group.

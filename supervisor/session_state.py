@@ -94,6 +94,17 @@ class SessionState:
         return self._turns.resume_id
 
     @property
+    def conversation_id(self) -> str | None:
+        """The CLI's conversation a new process would resume: the next turn's resume id,
+        else the last one the CLI reported (a long-lived session's)."""
+        return self.resume_id or self.chunks.cli_session_id
+
+    @property
+    def resumable(self) -> bool:
+        """Whether a new process could take up the CLI's conversation where it stopped."""
+        return self.backend.capabilities.resume and self.conversation_id is not None
+
+    @property
     def pid(self) -> int | None:
         """The running process's pid (its process group id too), if one runs."""
         return self._process.child.pid if self._process else None
@@ -168,8 +179,7 @@ class SessionState:
     def finished_streaming(self) -> bool:
         """No chunk will ever follow the last one."""
         if self.status is SessionStatus.INTERRUPTED:  # a resumable one can be continued
-            resumable = self.backend.capabilities.resume and self.chunks.cli_session_id
-            return self.spec.mode is BackendMode.LONG_LIVED and not resumable
+            return self.spec.mode is BackendMode.LONG_LIVED and not self.resumable
         return self.status.ended
 
     # ------------------------------------------------------------------ status

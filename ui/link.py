@@ -1,8 +1,9 @@
 """The dashboard's one connection to the daemon, shared by every open page.
 
 One ``AsyncClient`` and one subscription to every event, fanned out to each page's
-:class:`~agentplex.ui.outbox.Outbox`: each event is decoded and encoded for the pages
-once, however many tabs are open; the daemon sees one subscriber, not one per tab; and
+:class:`~agentplex.ui.outbox.Outbox`: each event is relayed as the daemon published it
+(undecoded, framed once however many tabs are open); the daemon sees one subscriber, not one
+per tab; and
 whether the daemon is up is decided in one place. Pages' requests share the client's
 DEALER (requests run concurrently, each answered by its own id).
 

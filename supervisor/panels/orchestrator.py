@@ -27,6 +27,7 @@ from agentplex.protocol.events import (
     PanelUpdated,
 )
 from agentplex.protocol.panels import (
+    Insight,
     MemberSpec,
     MessageType,
     PanelMessage,
@@ -304,8 +305,7 @@ class Orchestrator(PanelLifecycle):
         out = [t for t in self.metadata.in_flight if t.participant != member.name]
         # Written with the next save: the message in the log says the turn was answered.
         self._note(turn=max(turn, self.metadata.turn), pending=None, in_flight=out)
-        self._capture(message)
-        self._votes.note(message)
+        self._votes.note(message, self._capture(message))
 
     # ------------------------------------------------------------------ messages
 
@@ -338,11 +338,13 @@ class Orchestrator(PanelLifecycle):
         self.messages.append(message)
         self._publish(PanelMessageEvent(panel_id=self.id, message=message))
 
-    def _capture(self, message: PanelMessage) -> None:
+    def _capture(self, message: PanelMessage) -> list[Insight]:
         names = [m.name for m in self.config.members]
-        for insight in insights.capture(message, self.config.markers, names, now=time.time()):
+        found = insights.capture(message, self.config.markers, names, now=time.time())
+        for insight in found:
             self._store.append_insight(insight)
             self._publish(PanelInsightEvent(panel_id=self.id, insight=insight))
+        return found
 
     def post(self, participant: str, text: str, reply_to: str | None) -> PanelMessage:
         """A human's message: in the log at once, seen by each member on its next turn."""

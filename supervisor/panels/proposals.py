@@ -52,13 +52,17 @@ def votes_itself(config: PanelConfig) -> bool:
     return rules.consensus_check and rules.voting
 
 
-def proposals_in(config: PanelConfig, message: PanelMessage) -> list[Insight]:
-    """The ``DECISION:`` lines of one agent member's reply, as insights (ids stable)."""
+def proposals_in(
+    config: PanelConfig, message: PanelMessage, found: Sequence[Insight] | None = None
+) -> list[Insight]:
+    """The ``DECISION:`` lines of one agent member's reply, as insights (ids stable);
+    ``found``: the message's insights if already captured."""
     agents = {m.name for m in config.members if m.kind is ParticipantKind.AGENT}
     if message.type is not MessageType.CONVERSATION or message.participant not in agents:
         return []  # positions, system notes, humans' posts and cut replies propose nothing
-    names = [m.name for m in config.members]
-    found = insights.capture(message, config.markers, names, now=message.ts)
+    if found is None:
+        names = [m.name for m in config.members]
+        found = insights.capture(message, config.markers, names, now=message.ts)
     return [i for i in found if i.kind is InsightKind.DECISION]
 
 
@@ -82,10 +86,11 @@ class ProposalVotes:
         self.pending = unvoted(panel.config, panel.messages, panel.decisions)
         """Read once from the log (a restart's unfinished votes), then kept up by note()."""
 
-    def note(self, message: PanelMessage) -> None:
-        """A reply just recorded: its proposals wait for their vote."""
+    def note(self, message: PanelMessage, found: Sequence[Insight]) -> None:
+        """A reply just recorded, with the insights captured from it: its proposals wait
+        for their vote."""
         if self._on:
-            self.pending += proposals_in(self._panel.config, message)
+            self.pending += proposals_in(self._panel.config, message, found)
 
     async def run_pending(self) -> None:
         """Vote on every waiting proposal, in order, each once the floor is free."""
